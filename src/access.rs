@@ -1,0 +1,123 @@
+//! How a connection ended, and the one access-log line written for it.
+//!
+//! This is the only place that formats per-connection log lines, and it is
+//! given nothing secret to format: user names, addresses, counts and reasons.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How a connection pair ended (the access log's last field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// The client closed its connection (normally after COM_QUIT).
+    ClientClosed,
+    /// The backend closed its connection.
+    BackendClosed,
+    /// The client failed authentication.
+    AuthFailed,
+    /// The backend refused the login with this error code.
+    BackendRefused(u16),
+    /// No server of the pool could be used.
+    PoolUnreachable,
+    /// A timeout fired; the text is the config key.
+    Timeout(&'static str),
+    /// The client broke the protocol; the text says how.
+    ProtocolError(&'static str),
+    /// The client sent COM_CHANGE_USER.
+    ChangeUser,
+    /// A socket failed with this error.
+    IoError(std::io::ErrorKind),
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndReason::ClientClosed => f.write_str("client-closed"),
+            EndReason::BackendClosed => f.write_str("backend-closed"),
+            EndReason::AuthFailed => f.write_str("auth-failed"),
+            EndReason::BackendRefused(code) => write!(f, "backend-refused({code})"),
+            EndReason::PoolUnreachable => f.write_str("pool-unreachable"),
+            EndReason::Timeout(key) => write!(f, "timeout({key})"),
+            EndReason::ProtocolError(what) => write!(f, "protocol-error({what})"),
+            EndReason::ChangeUser => f.write_str("change-user-refused"),
+            EndReason::IoError(kind) => write!(f, "io-error({kind})"),
+        }
+    }
+}
+
+/// Everything the access line reports about one finished connection.
+pub struct Record<'a> {
+    pub id: u32,
+    pub client: SocketAddr,
+    pub user: Option<&'a [u8]>,
+    pub pool: Option<&'a str>,
+    pub server: Option<SocketAddr>,
+    pub duration: Duration,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub reason: &'a EndReason,
+}
+
+/// Makes a peer-supplied name printable on one log line: no control
+/// characters, bounded length.
+pub fn printable(name: &[u8]) -> String {
+    let s: String = String::from_utf8_lossy(&name[..name.len().min(64)])
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if name.len() > 64 {
+        format!("{s}...")
+    } else {
+        s
+    }
+}
+
+impl fmt::Display for Record<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "conn={} client={} user={} pool={} server={} duration={:.3}s bytes_in={} bytes_out={} end={}",
+            self.id,
+            self.client,
+            self.user.map_or_else(|| "-".to_string(), printable),
+            self.pool.unwrap_or("-"),
+            self.server.map_or_else(|| "-".to_string(), |s| s.to_string()),
+            self.duration.as_secs_f64(),
+            self.bytes_in,
+            self.bytes_out,
+            self.reason
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_line_has_every_field() {
+        let r = Record {
+            id: 3,
+            client: "127.0.0.1:5000".parse().unwrap(),
+            user: Some(b"app_ro"),
+            pool: Some("replicas"),
+            server: Some("127.0.0.1:23307".parse().unwrap()),
+            duration: Duration::from_millis(1500),
+            bytes_in: 10,
+            bytes_out: 20,
+            reason: &EndReason::ClientClosed,
+        };
+        assert_eq!(
+            r.to_string(),
+            "conn=3 client=127.0.0.1:5000 user=app_ro pool=replicas server=127.0.0.1:23307 \
+             duration=1.500s bytes_in=10 bytes_out=20 end=client-closed"
+        );
+    }
+
+    #[test]
+    fn hostile_names_stay_on_one_bounded_line() {
+        assert_eq!(printable(b"a\nb\x1b"), "a?b?");
+        assert!(printable(&[b'x'; 70_000]).len() < 80);
+    }
+}

@@ -1,0 +1,179 @@
+//! The errors myroute itself sends to clients, each mapped to its MySQL
+//! error code, SQLSTATE and message in this one place.
+//!
+//! Codes are from the server range (1000-1999): codes 2000-2999 belong to
+//! client libraries, which treat an ERR packet carrying one as malformed.
+//! Messages never contain a password, hash, salt or token.
+
+use crate::wire::put_packet;
+
+/// Why myroute refuses or ends a client connection itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Unknown user or wrong password: indistinguishable on purpose.
+    AccessDenied { user: String, host: String, using_password: bool },
+    /// The client asked for TLS (SSLRequest); myroute does not speak it.
+    SslUnsupported,
+    /// A pre-4.1 HandshakeResponse320.
+    Pre41Client,
+    /// A connection-phase packet that does not parse; the text says what.
+    BadHandshake(String),
+    /// A packet whose sequence id is not the one the phase expects.
+    PacketsOutOfOrder,
+    /// No server of the user's pool could be reached or logged in to.
+    PoolUnreachable { pool: String, detail: String },
+    /// COM_CHANGE_USER would be checked by the backend against a salt the
+    /// client never saw, and could cross pools.
+    ChangeUserUnsupported,
+    /// The client did not finish logging in within `handshake_timeout`.
+    HandshakeTimeout,
+}
+
+impl Refusal {
+    /// `(error code, SQLSTATE)`.
+    pub fn code(&self) -> (u16, &'static str) {
+        match self {
+            Refusal::AccessDenied { .. } => (1045, "28000"), // ER_ACCESS_DENIED_ERROR
+            Refusal::SslUnsupported
+            | Refusal::Pre41Client
+            | Refusal::BadHandshake(_)
+            | Refusal::HandshakeTimeout => (1043, "08S01"), // ER_HANDSHAKE_ERROR
+            Refusal::PacketsOutOfOrder => (1156, "08S01"), // ER_NET_PACKETS_OUT_OF_ORDER
+            // ER_CONNECT_TO_FOREIGN_DATA_SOURCE, with a connection-class
+            // SQLSTATE so drivers treat it as a failed connection.
+            Refusal::PoolUnreachable { .. } => (1429, "08S01"),
+            Refusal::ChangeUserUnsupported => (1235, "42000"), // ER_NOT_SUPPORTED_YET
+        }
+    }
+
+    /// The human-readable message.
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::AccessDenied {
+                user,
+                host,
+                using_password,
+            } => format!(
+                "Access denied for user '{user}'@'{host}' (using password: {})",
+                if *using_password { "YES" } else { "NO" }
+            ),
+            Refusal::SslUnsupported => {
+                "Bad handshake: myroute does not support TLS; connect without SSL".into()
+            }
+            Refusal::Pre41Client => {
+                "Bad handshake: client does not support protocol 4.1 authentication".into()
+            }
+            Refusal::BadHandshake(what) => format!("Bad handshake: {what}"),
+            Refusal::PacketsOutOfOrder => "Got packets out of order".into(),
+            Refusal::PoolUnreachable { pool, detail } => {
+                format!("Unable to connect to pool '{pool}': {detail}")
+            }
+            Refusal::ChangeUserUnsupported => {
+                "This version of MySQL doesn't yet support 'COM_CHANGE_USER through myroute'; open a new connection as the other user".into()
+            }
+            Refusal::HandshakeTimeout => "Bad handshake: handshake_timeout expired".into(),
+        }
+    }
+
+    /// The ERR packet (header included) with sequence id `seq`.
+    pub fn packet(&self, seq: u8) -> Vec<u8> {
+        let (code, state) = self.code();
+        err_packet(seq, code, state, &self.message())
+    }
+}
+
+/// Builds an ERR packet (CLIENT_PROTOCOL_41 layout: 0xFF, code, '#',
+/// SQLSTATE, message), header included.
+pub fn err_packet(seq: u8, code: u16, sqlstate: &str, message: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(9 + message.len());
+    p.push(0xFF);
+    p.extend_from_slice(&code.to_le_bytes());
+    p.push(b'#');
+    p.extend_from_slice(&sqlstate.as_bytes()[..5]);
+    // Keep the packet small whatever a peer-supplied name inside contains.
+    let msg = message.as_bytes();
+    p.extend_from_slice(&msg[..msg.len().min(512)]);
+    let mut out = Vec::with_capacity(p.len() + 4);
+    put_packet(&mut out, seq, &p);
+    out
+}
+
+/// Reads `(code, message)` out of an ERR payload, for logs.
+pub fn parse_err(payload: &[u8]) -> Option<(u16, String)> {
+    let rest = payload.strip_prefix(&[0xFF])?;
+    let code = u16::from_le_bytes([*rest.first()?, *rest.get(1)?]);
+    let mut msg = &rest[2..];
+    if msg.first() == Some(&b'#') && msg.len() >= 6 {
+        msg = &msg[6..];
+    }
+    Some((code, String::from_utf8_lossy(msg).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_denied_is_the_servers_message() {
+        let r = Refusal::AccessDenied {
+            user: "app_rw".into(),
+            host: "127.0.0.1".into(),
+            using_password: true,
+        };
+        let p = r.packet(2);
+        assert_eq!(&p[..4], &[(p.len() - 4) as u8, 0, 0, 2]);
+        assert_eq!(&p[4..7], &[0xFF, 0x15, 0x04]); // 1045
+        assert_eq!(&p[7..13], b"#28000");
+        assert_eq!(
+            &p[13..],
+            b"Access denied for user 'app_rw'@'127.0.0.1' (using password: YES)"
+        );
+        assert_eq!(parse_err(&p[4..]).unwrap().0, 1045);
+    }
+
+    #[test]
+    fn every_code_is_in_the_server_range() {
+        let all = [
+            Refusal::AccessDenied {
+                user: String::new(),
+                host: String::new(),
+                using_password: false,
+            },
+            Refusal::SslUnsupported,
+            Refusal::Pre41Client,
+            Refusal::BadHandshake("x".into()),
+            Refusal::PacketsOutOfOrder,
+            Refusal::PoolUnreachable {
+                pool: "p".into(),
+                detail: "d".into(),
+            },
+            Refusal::ChangeUserUnsupported,
+            Refusal::HandshakeTimeout,
+        ];
+        for r in all {
+            let (code, state) = r.code();
+            assert!((1000..2000).contains(&code), "{r:?}");
+            assert_eq!(state.len(), 5);
+        }
+    }
+
+    #[test]
+    fn pool_unreachable_names_the_pool_with_a_connection_sqlstate() {
+        let r = Refusal::PoolUnreachable {
+            pool: "replicas".into(),
+            detail: "127.0.0.1:1: connection refused".into(),
+        };
+        assert_eq!(r.code().1.get(..2), Some("08"));
+        assert!(r.message().contains("'replicas'"));
+    }
+
+    #[test]
+    fn long_messages_are_capped() {
+        let r = Refusal::AccessDenied {
+            user: "u".repeat(70_000),
+            host: "h".into(),
+            using_password: true,
+        };
+        assert!(r.packet(2).len() < 600);
+    }
+}

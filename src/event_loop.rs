@@ -1,0 +1,759 @@
+//! The single-threaded mio poll loop: accepting, the slab of connection
+//! pairs, moving bytes between sockets and rings, backend connects, timers,
+//! and the start-up probe that learns what the backends are.
+//!
+//! Readiness is edge-triggered: each socket is registered once for
+//! READABLE | WRITABLE, events only set per-side flags, and a flag is cleared
+//! only when the socket says it has nothing more (WouldBlock or a short
+//! read/write). Backpressure is one rule: a side is not read while its ring
+//! is full; its flag stays set, so it is read again as soon as the other side
+//! drains the ring.
+//!
+//! Tokens: `key * 2` is a pair's client socket, `key * 2 + 1` its backend
+//! socket; the listener and the probes use tokens from the top of the range.
+
+use crate::access::{EndReason, Record};
+use crate::config::Config;
+use crate::errors::parse_err;
+use crate::handshake::{self, caps, NATIVE};
+use crate::io::{read_into, write_from, write_vec, IoStatus};
+use crate::pair::{Ctx, Event, Pair, Side};
+use crate::pool::{BackendInfo, Pools};
+use crate::ring::{BufPool, Ring};
+use crate::scramble::{self, Secret};
+use crate::wire::{put_packet, take_packet};
+use log::{error, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(usize::MAX);
+/// Probe `i` uses token `PROBE_BASE - i`.
+const PROBE_BASE: usize = usize::MAX - 1;
+/// Rounds of read/write one pair gets per pass before others are served.
+const MAX_ROUNDS: usize = 8;
+/// How long accepting pauses after the process ran out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(500);
+/// Spare ring buffers kept for reuse.
+const SPARE_BUFFERS: usize = 256;
+
+/// Per-socket readiness as last reported and not yet used up.
+#[derive(Default, Clone, Copy)]
+struct Ready {
+    readable: bool,
+    writable: bool,
+    /// The peer hung up: read until 0 rather than trusting short reads.
+    hup: bool,
+}
+
+/// The backend socket of a pair.
+struct Backend {
+    stream: TcpStream,
+    attempt: u32,
+    server: usize,
+    connected: bool,
+    ready: Ready,
+}
+
+/// A slab entry: one pair and its sockets.
+struct Conn {
+    pair: Pair,
+    client: TcpStream,
+    client_ready: Ready,
+    backend: Option<Backend>,
+    /// Deadline currently in the timer heap for this pair, and its stamp.
+    armed: Option<(Instant, u64)>,
+    /// On the pending list already.
+    queued: bool,
+}
+
+/// A start-up probe: connect, read the greeting, log in as a user that
+/// is expected not to exist (an authentication failure, which servers do not
+/// count toward `max_connect_errors`, unlike a dropped handshake), quit.
+struct Probe {
+    server: usize,
+    stream: TcpStream,
+    ring: Ring,
+    out: Vec<u8>,
+    greeted: bool,
+    /// What the greeting said, kept until the login's answer arrives.
+    greeting: Option<BackendInfo>,
+    deadline: Instant,
+}
+
+/// The proxy.
+pub struct Proxy {
+    poll: Poll,
+    listener: TcpListener,
+    cfg: Config,
+    pools: Pools,
+    bufs: BufPool,
+    slab: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    /// Keys closed during this pass; they go back on `free` after it, so a
+    /// key is never reused within one batch of events.
+    closed: Vec<usize>,
+    pending: Vec<usize>,
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    stamp: u64,
+    next_id: u32,
+    decoy: Secret,
+    /// The listener has connections we have not accepted yet.
+    listener_ready: bool,
+    accept_paused_until: Option<Instant>,
+    probes: Vec<Option<Probe>>,
+    /// Accepting waits for the start-up probes until this instant.
+    probing_until: Option<Instant>,
+}
+
+/// Twenty random bytes from the OS.
+fn random20() -> [u8; 20] {
+    let mut b = [0u8; 20];
+    if let Err(e) = getrandom::fill(&mut b) {
+        // Without randomness no salt can be trusted; refusing to run is the
+        // only safe answer, and the OS does not fail this on Linux >= 3.17.
+        error!("getrandom failed: {e}");
+        std::process::exit(1);
+    }
+    b
+}
+
+fn fresh_salt() -> [u8; 20] {
+    scramble::salt_from_random(random20())
+}
+
+impl Proxy {
+    /// Binds the listener and starts the probes.
+    pub fn bind(cfg: Config) -> std::io::Result<Proxy> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(cfg.listen)?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let pools = Pools::from_config(&cfg);
+        let bufs = BufPool::new(cfg.buffer_size, SPARE_BUFFERS);
+        let mut proxy = Proxy {
+            poll,
+            listener,
+            pools,
+            bufs,
+            slab: Vec::new(),
+            free: Vec::new(),
+            closed: Vec::new(),
+            pending: Vec::new(),
+            timers: BinaryHeap::new(),
+            stamp: 0,
+            next_id: 1,
+            decoy: Secret(random20()),
+            listener_ready: false,
+            accept_paused_until: None,
+            probes: Vec::new(),
+            probing_until: None,
+            cfg,
+        };
+        proxy.start_probes(Instant::now());
+        Ok(proxy)
+    }
+
+    /// The address actually listened on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Runs until the process is killed.
+    pub fn run(&mut self) -> std::io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let timeout = self.poll_timeout(now);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                let token = ev.token();
+                if token == LISTENER {
+                    self.listener_ready = true;
+                    continue;
+                }
+                if token.0 > PROBE_BASE - self.probes.len() {
+                    self.probe_event(PROBE_BASE - token.0, now);
+                    continue;
+                }
+                let (key, side) = (token.0 / 2, token.0 % 2);
+                let Some(Some(conn)) = self.slab.get_mut(key) else {
+                    continue; // a closed pair: events can trail its end
+                };
+                let ready = if side == 0 {
+                    &mut conn.client_ready
+                } else {
+                    match conn.backend.as_mut() {
+                        Some(b) => &mut b.ready,
+                        None => continue,
+                    }
+                };
+                ready.readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                ready.writable |= ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                ready.hup |= ev.is_read_closed() || ev.is_error();
+                if !conn.queued {
+                    conn.queued = true;
+                    self.pending.push(key);
+                }
+            }
+            self.run_pending(now);
+            self.expire_timers(now);
+            self.expire_probes(now);
+            self.accept(now);
+            self.run_pending(now);
+            self.free.append(&mut self.closed);
+        }
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.pending.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let mut next = self.timers.peek().map(|Reverse((t, _, _))| *t);
+        for t in [self.accept_paused_until, self.probing_until].into_iter().flatten() {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+        for p in self.probes.iter().flatten() {
+            next = Some(next.map_or(p.deadline, |n| n.min(p.deadline)));
+        }
+        next.map(|t| t.saturating_duration_since(now))
+    }
+
+    fn run_pending(&mut self, now: Instant) {
+        let batch = std::mem::take(&mut self.pending);
+        for key in batch {
+            if let Some(Some(conn)) = self.slab.get_mut(key) {
+                conn.queued = false;
+            }
+            self.drive(key, now);
+        }
+    }
+
+    // ----- accepting -----
+
+    fn accept(&mut self, now: Instant) {
+        if !self.listener_ready {
+            return;
+        }
+        if let Some(until) = self.probing_until {
+            if now < until && self.probes.iter().any(Option::is_some) {
+                return; // greet only once the backends' version is known
+            }
+            self.probing_until = None;
+        }
+        if let Some(until) = self.accept_paused_until {
+            if now < until {
+                return;
+            }
+            self.accept_paused_until = None;
+        }
+        // Bounded, so a connection storm cannot starve established pairs.
+        for _ in 0..256 {
+            match self.listener.accept() {
+                Ok((stream, peer)) => self.add_pair(stream, peer, now),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.listener_ready = false;
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted || e.kind() == ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    // EMFILE/ENFILE and the like: the connection stays queued
+                    // and, edge-triggered, no new event will come for it, so
+                    // retry on a timer instead of spinning.
+                    warn!("accept failed: {e}; pausing accepts for {}ms", ACCEPT_BACKOFF.as_millis());
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_pair(&mut self, mut client: TcpStream, peer: SocketAddr, now: Instant) {
+        let _ = client.set_nodelay(true);
+        let key = self.free.pop().unwrap_or_else(|| {
+            self.slab.push(None);
+            self.slab.len() - 1
+        });
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut client, Token(key * 2), Interest::READABLE | Interest::WRITABLE)
+        {
+            warn!("cannot register client {peer}: {e}");
+            self.closed.push(key);
+            return;
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let mut salt = fresh_salt;
+        let mut ctx = Ctx {
+            now,
+            cfg: &self.cfg,
+            pools: &mut self.pools,
+            bufs: &mut self.bufs,
+            salt: &mut salt,
+            decoy: &self.decoy,
+        };
+        let pair = Pair::new(id, peer, &mut ctx);
+        self.slab[key] = Some(Conn {
+            pair,
+            client,
+            client_ready: Ready::default(),
+            backend: None,
+            armed: None,
+            queued: true,
+        });
+        self.pending.push(key);
+    }
+
+    // ----- moving bytes -----
+
+    /// Serves one pair: reads, lets the pair react, writes, until nothing
+    /// moves or its share of this pass is used up.
+    fn drive(&mut self, key: usize, now: Instant) {
+        let Proxy {
+            slab,
+            pools,
+            bufs,
+            cfg,
+            decoy,
+            poll,
+            pending,
+            ..
+        } = self;
+        let Some(Some(conn)) = slab.get_mut(key) else {
+            return;
+        };
+        let mut salt = fresh_salt;
+        let mut ctx = Ctx {
+            now,
+            cfg,
+            pools,
+            bufs,
+            salt: &mut salt,
+            decoy,
+        };
+        let mut rounds = 0;
+        loop {
+            let mut moved = false;
+            moved |= pump_client_in(conn, &mut ctx);
+            moved |= pump_backend_in(conn, &mut ctx);
+            moved |= pump_backend_out(conn, &mut ctx);
+            moved |= pump_client_out(conn, &mut ctx);
+            moved |= reconcile_backend(conn, key, poll, &mut ctx);
+            if conn.pair.finished().is_some() || !moved {
+                break;
+            }
+            rounds += 1;
+            if rounds == MAX_ROUNDS {
+                // Fairness: come back to it after everyone else.
+                if !conn.queued {
+                    conn.queued = true;
+                    pending.push(key);
+                }
+                break;
+            }
+        }
+        if let Some(reason) = conn.pair.finished().cloned() {
+            self.close(key, reason, now);
+            return;
+        }
+        self.arm_timer(key);
+    }
+
+    // ----- timers -----
+
+    fn arm_timer(&mut self, key: usize) {
+        let Some(Some(conn)) = self.slab.get_mut(key) else {
+            return;
+        };
+        let deadline = conn.pair.deadline();
+        if deadline == conn.armed.map(|(t, _)| t) {
+            return;
+        }
+        match deadline {
+            Some(t) => {
+                self.stamp += 1;
+                conn.armed = Some((t, self.stamp));
+                self.timers.push(Reverse((t, key, self.stamp)));
+            }
+            None => conn.armed = None,
+        }
+    }
+
+    fn expire_timers(&mut self, now: Instant) {
+        while let Some(Reverse((t, key, stamp))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(Some(conn)) = self.slab.get_mut(key) else {
+                continue;
+            };
+            // A stale entry (the deadline moved since) is skipped.
+            if conn.armed.map(|(_, s)| s) != Some(stamp) {
+                continue;
+            }
+            conn.armed = None;
+            let mut salt = fresh_salt;
+            let mut ctx = Ctx {
+                now,
+                cfg: &self.cfg,
+                pools: &mut self.pools,
+                bufs: &mut self.bufs,
+                salt: &mut salt,
+                decoy: &self.decoy,
+            };
+            conn.pair.handle(Event::Timeout, &mut ctx);
+            self.drive(key, now);
+        }
+    }
+
+    // ----- closing -----
+
+    fn close(&mut self, key: usize, reason: EndReason, now: Instant) {
+        let Some(mut conn) = self.slab.get_mut(key).and_then(Option::take) else {
+            return;
+        };
+        if let Some(mut b) = conn.backend.take() {
+            let _ = self.poll.registry().deregister(&mut b.stream);
+            release_server(&mut self.pools, b.server);
+        }
+        let _ = self.poll.registry().deregister(&mut conn.client);
+        let p = &mut conn.pair;
+        p.up.clear(&mut self.bufs);
+        p.down.clear(&mut self.bufs);
+        let record = Record {
+            id: p.id,
+            client: p.peer,
+            user: p.user.as_deref(),
+            pool: p.pool.map(|i| self.pools.pools[i].name.as_str()),
+            server: p.server.map(|i| self.pools.servers[i].addr),
+            duration: now.saturating_duration_since(p.started),
+            bytes_in: p.bytes_in,
+            bytes_out: p.bytes_out,
+            reason: &reason,
+        };
+        info!("{record}");
+        self.closed.push(key);
+    }
+
+    // ----- start-up probes -----
+
+    fn start_probes(&mut self, now: Instant) {
+        let deadline = now + self.cfg.connect_timeout;
+        for server in 0..self.pools.servers.len() {
+            let addr = self.pools.servers[server].addr;
+            let i = self.probes.len();
+            let probe = TcpStream::connect(addr).and_then(|mut stream| {
+                self.poll
+                    .registry()
+                    .register(&mut stream, Token(PROBE_BASE - i), Interest::READABLE | Interest::WRITABLE)?;
+                Ok(stream)
+            });
+            match probe {
+                Ok(stream) => self.probes.push(Some(Probe {
+                    server,
+                    stream,
+                    ring: Ring::default(),
+                    out: Vec::new(),
+                    greeted: false,
+                    greeting: None,
+                    deadline,
+                })),
+                Err(e) => warn!("server {addr}: cannot connect to learn its version: {e}"),
+            }
+        }
+        if !self.probes.is_empty() {
+            self.probing_until = Some(deadline);
+        }
+    }
+
+    fn probe_event(&mut self, i: usize, now: Instant) {
+        let Some(Some(p)) = self.probes.get_mut(i) else {
+            return;
+        };
+        let addr = self.pools.servers[p.server].addr;
+        match step_probe(p, &mut self.bufs) {
+            Ok(None) => return,
+            Ok(Some(info)) => {
+                info!("server {addr}: version {}", info.version);
+                self.pools.servers[p.server].info = Some(info);
+            }
+            Err(why) => warn!("server {addr}: cannot learn its version: {why}"),
+        }
+        self.end_probe(i, now);
+    }
+
+    fn expire_probes(&mut self, now: Instant) {
+        for i in 0..self.probes.len() {
+            if let Some(p) = &self.probes[i] {
+                if now >= p.deadline {
+                    let addr = self.pools.servers[p.server].addr;
+                    warn!("server {addr}: no greeting within connect_timeout");
+                    self.end_probe(i, now);
+                }
+            }
+        }
+    }
+
+    fn end_probe(&mut self, i: usize, _now: Instant) {
+        if let Some(mut p) = self.probes.get_mut(i).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(&mut p.stream);
+            p.ring.clear(&mut self.bufs);
+        }
+        if self.probes.iter().all(Option::is_none) {
+            self.probes.clear();
+        }
+    }
+}
+
+/// Advances a probe: `Ok(Some(info))` when done with the server's greeting
+/// learned, `Ok(None)` while waiting.
+fn step_probe(p: &mut Probe, bufs: &mut BufPool) -> Result<Option<BackendInfo>, String> {
+    if let Some(e) = p.stream.take_error().map_err(|e| e.to_string())? {
+        return Err(e.to_string());
+    }
+    p.ring.attach(bufs);
+    let (_, st) = read_into(&mut p.ring, &mut p.stream, true);
+    if !p.greeted {
+        let Some((_, payload)) = take_packet(&mut p.ring, bufs.buf_size() - 4).map_err(|e| e.to_string())? else {
+            return match st {
+                IoStatus::Closed => Err("closed before greeting".into()),
+                IoStatus::Failed(k) => Err(k.to_string()),
+                _ => Ok(None),
+            };
+        };
+        if payload.first() == Some(&0xFF) {
+            let (code, msg) = parse_err(&payload).unwrap_or((0, String::new()));
+            return Err(format!("ERR {code} {msg}"));
+        }
+        let g = handshake::parse_greeting(&payload).map_err(|e| e.to_string())?;
+        p.greeted = true;
+        // HandshakeResponse41 for a user expected not to exist, no password.
+        let mut resp = Vec::new();
+        let flags = caps::LONG_PASSWORD | caps::PROTOCOL_41 | caps::SECURE_CONNECTION | caps::PLUGIN_AUTH;
+        resp.extend_from_slice(&flags.to_le_bytes());
+        resp.extend_from_slice(&(1u32 << 24).to_le_bytes());
+        resp.push(g.charset);
+        resp.extend_from_slice(&[0; 23]);
+        resp.extend_from_slice(b"myroute\0\0");
+        resp.extend_from_slice(NATIVE);
+        resp.push(0);
+        put_packet(&mut p.out, 1, &resp);
+        let info = BackendInfo {
+            version: g.version,
+            capabilities: g.capabilities,
+            charset: g.charset,
+        };
+        let _ = write_vec(&mut p.out, &mut p.stream);
+        // Wait for the login's answer before closing, so the server sees a
+        // finished handshake, not an aborted one.
+        p.ring.clear(bufs);
+        p.greeting = Some(info);
+        return Ok(None);
+    }
+    let _ = write_vec(&mut p.out, &mut p.stream);
+    match take_packet(&mut p.ring, bufs.buf_size() - 4) {
+        Ok(Some((_, reply))) => {
+            if reply.first() == Some(&0x00) {
+                // The user exists without password: leave politely.
+                let mut quit = Vec::new();
+                put_packet(&mut quit, 0, &[0x01]);
+                let _ = write_vec(&mut quit, &mut p.stream);
+            }
+            Ok(p.greeting.take())
+        }
+        Ok(None) if matches!(st, IoStatus::Closed | IoStatus::Failed(_)) => Ok(p.greeting.take()),
+        Ok(None) => Ok(None),
+        Err(_) => Ok(p.greeting.take()),
+    }
+}
+
+fn release_server(pools: &mut Pools, server: usize) {
+    if let Some(s) = pools.servers.get_mut(server) {
+        s.active = s.active.saturating_sub(1);
+    }
+}
+
+/// Client socket → `up`.
+fn pump_client_in(conn: &mut Conn, ctx: &mut Ctx) -> bool {
+    let pair = &mut conn.pair;
+    if !conn.client_ready.readable || !pair.may_read(Side::Client) || pair.up.is_full() {
+        return false;
+    }
+    pair.up.attach(ctx.bufs);
+    let before = pair.up.len();
+    let (n, st) = read_into(&mut pair.up, &mut conn.client, conn.client_ready.hup);
+    if n > 0 {
+        pair.client_bytes_arrived(before, n, ctx);
+        pair.handle(Event::ClientData, ctx);
+    }
+    pair.up.release_if_empty(ctx.bufs);
+    match st {
+        IoStatus::Open => {}
+        IoStatus::Drained => conn.client_ready.readable = false,
+        IoStatus::Closed => pair.handle(Event::ClientClosed(None), ctx),
+        IoStatus::Failed(k) => pair.handle(Event::ClientClosed(Some(k)), ctx),
+    }
+    n > 0 || st != IoStatus::Open
+}
+
+/// Backend socket → `down` (and connect completion).
+fn pump_backend_in(conn: &mut Conn, ctx: &mut Ctx) -> bool {
+    let pair = &mut conn.pair;
+    let Some(b) = conn.backend.as_mut() else {
+        return false;
+    };
+    if !b.connected {
+        if !(b.ready.writable || b.ready.readable) {
+            return false;
+        }
+        // Non-blocking connect: the socket turns writable when it is done;
+        // take_error tells failure, peer_addr success.
+        let failed = match b.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e.to_string()),
+            Ok(None) => match b.stream.peer_addr() {
+                Ok(_) => None,
+                Err(e) if e.kind() == ErrorKind::NotConnected => {
+                    b.ready.writable = false;
+                    b.ready.readable = false;
+                    return false;
+                }
+                Err(e) => Some(e.to_string()),
+            },
+        };
+        match failed {
+            Some(why) => {
+                b.connected = false;
+                // Drop this attempt's socket now; reconcile opens the next.
+                pair.handle(Event::BackendFailed(why), ctx);
+            }
+            None => {
+                b.connected = true;
+                let _ = b.stream.set_nodelay(true);
+                pair.handle(Event::BackendConnected, ctx);
+            }
+        }
+        return true;
+    }
+    if !b.ready.readable || !pair.may_read(Side::Backend) || pair.down.is_full() {
+        return false;
+    }
+    pair.down.attach(ctx.bufs);
+    let before = pair.down.len();
+    let (n, st) = read_into(&mut pair.down, &mut b.stream, b.ready.hup);
+    if n > 0 {
+        pair.backend_bytes_arrived(before, n);
+        pair.handle(Event::BackendData, ctx);
+    }
+    pair.down.release_if_empty(ctx.bufs);
+    match st {
+        IoStatus::Open => {}
+        IoStatus::Drained => b.ready.readable = false,
+        IoStatus::Closed => pair.handle(Event::BackendFailed("closed the connection".into()), ctx),
+        IoStatus::Failed(k) => pair.handle(Event::BackendFailed(k.to_string()), ctx),
+    }
+    n > 0 || st != IoStatus::Open
+}
+
+/// myroute's login packets, then `up` → backend socket.
+fn pump_backend_out(conn: &mut Conn, ctx: &mut Ctx) -> bool {
+    let pair = &mut conn.pair;
+    let Some(b) = conn.backend.as_mut() else {
+        return false;
+    };
+    if !b.connected || !b.ready.writable {
+        return false;
+    }
+    let mut moved = 0;
+    let mut st = IoStatus::Open;
+    if !pair.to_backend.is_empty() {
+        (moved, st) = write_vec(&mut pair.to_backend, &mut b.stream);
+    }
+    if st == IoStatus::Open && pair.may_relay_up() && !pair.up.is_empty() {
+        let (n, s) = write_from(&mut pair.up, &mut b.stream);
+        moved += n;
+        st = s;
+        pair.up.release_if_empty(ctx.bufs);
+    }
+    match st {
+        IoStatus::Open => {}
+        IoStatus::Drained => b.ready.writable = false,
+        IoStatus::Closed => pair.handle(Event::BackendFailed("closed the connection".into()), ctx),
+        IoStatus::Failed(k) => pair.handle(Event::BackendFailed(k.to_string()), ctx),
+    }
+    moved > 0
+}
+
+/// `down` → client socket.
+fn pump_client_out(conn: &mut Conn, ctx: &mut Ctx) -> bool {
+    let pair = &mut conn.pair;
+    if !conn.client_ready.writable || pair.down.is_empty() {
+        return false;
+    }
+    let (n, st) = write_from(&mut pair.down, &mut conn.client);
+    pair.client_bytes_sent(n);
+    pair.down.release_if_empty(ctx.bufs);
+    match st {
+        IoStatus::Open => {}
+        IoStatus::Drained => conn.client_ready.writable = false,
+        IoStatus::Closed => pair.handle(Event::ClientClosed(None), ctx),
+        IoStatus::Failed(k) => pair.handle(Event::ClientClosed(Some(k)), ctx),
+    }
+    n > 0
+}
+
+/// Opens or drops the backend socket so it matches what the pair wants.
+/// Returns true if anything changed.
+fn reconcile_backend(conn: &mut Conn, key: usize, poll: &Poll, ctx: &mut Ctx) -> bool {
+    let mut changed = false;
+    // Bounded by the pool size: each failed immediate connect moves the
+    // pair to its next server or to giving up.
+    for _ in 0..=crate::pool::MAX_MEMBERS {
+        let want = conn.pair.backend();
+        let have = conn.backend.as_ref().map(|b| (b.attempt, b.server));
+        if want == have {
+            return changed;
+        }
+        changed = true;
+        if let Some(mut old) = conn.backend.take() {
+            let _ = poll.registry().deregister(&mut old.stream);
+            release_server(ctx.pools, old.server);
+        }
+        let Some((attempt, server)) = want else {
+            return changed;
+        };
+        let addr = ctx.pools.servers[server].addr;
+        let opened = TcpStream::connect(addr).and_then(|mut stream| {
+            poll.registry()
+                .register(&mut stream, Token(key * 2 + 1), Interest::READABLE | Interest::WRITABLE)?;
+            Ok(stream)
+        });
+        match opened {
+            Ok(stream) => {
+                let s = &mut ctx.pools.servers[server];
+                s.active += 1;
+                s.total += 1;
+                conn.backend = Some(Backend {
+                    stream,
+                    attempt,
+                    server,
+                    connected: false,
+                    ready: Ready::default(),
+                });
+            }
+            Err(e) => conn.pair.handle(Event::BackendFailed(e.to_string()), ctx),
+        }
+    }
+    changed
+}

@@ -1,0 +1,163 @@
+//! myroute: a small, auditable MySQL proxy that authenticates clients
+//! itself and routes each connection to a backend pool chosen by user name.
+//!
+//! This file is the command line only: argument parsing, logger set-up, exit
+//! codes. Everything else lives in the modules below.
+
+#![forbid(unsafe_code)]
+
+mod access;
+mod config;
+mod errors;
+mod event_loop;
+mod handshake;
+mod io;
+mod pair;
+mod pool;
+mod ring;
+mod scramble;
+mod wire;
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+
+/// Where the configuration is read from when `-c` is not given.
+const DEFAULT_CONFIG: &str = "/etc/myroute/myroute.conf";
+
+const USAGE: &str = "\
+usage: myroute [-c FILE]            run the proxy
+       myroute --check [-c FILE]    validate the configuration and exit
+       myroute --hash-password      read a password on stdin, print its *HEX hash
+       myroute --version | --help
+
+Default configuration file: /etc/myroute/myroute.conf
+Log level: RUST_LOG (error, warn, info, debug, trace); default info.
+See myroute(8) and myroute.conf(5).";
+
+enum Command {
+    Run,
+    Check,
+    HashPassword,
+    Version,
+    Help,
+}
+
+fn parse_args(args: &[String]) -> Result<(Command, Option<String>), String> {
+    let mut cmd = Command::Run;
+    let mut file = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-c" | "--config" => {
+                file = Some(it.next().ok_or_else(|| format!("{a} needs a file name"))?.clone());
+            }
+            "--check" => cmd = Command::Check,
+            "--hash-password" => cmd = Command::HashPassword,
+            "-V" | "--version" => cmd = Command::Version,
+            "-h" | "--help" => cmd = Command::Help,
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    Ok((cmd, file))
+}
+
+fn load(path: &str) -> Result<config::Config, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            format!("{path}: configuration file not found (give one with -c FILE)")
+        } else {
+            format!("{path}: {e}")
+        }
+    })?;
+    config::parse(&text).map_err(|e| {
+        if e.line == 0 {
+            format!("{path}: {}", e.msg)
+        } else {
+            format!("{path}:{}: {}", e.line, e.msg)
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, file) = match parse_args(&args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("myroute: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let path = file.unwrap_or_else(|| DEFAULT_CONFIG.to_string());
+    match cmd {
+        Command::Help => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("myroute {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::HashPassword => {
+            let mut line = String::new();
+            if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
+                eprintln!("myroute: cannot read password: {e}");
+                return ExitCode::from(2);
+            }
+            let pw = line.strip_suffix('\n').unwrap_or(&line);
+            let pw = pw.strip_suffix('\r').unwrap_or(pw);
+            let hash = if pw.is_empty() {
+                String::new() // MySQL's PASSWORD(''): no password
+            } else {
+                scramble::format_hash(&scramble::hash_password(pw.as_bytes()))
+            };
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{hash}");
+            ExitCode::SUCCESS
+        }
+        Command::Check => match load(&path) {
+            Ok(cfg) => {
+                println!(
+                    "{path}: OK ({} pools, {} users, listening on {})",
+                    cfg.pools.len(),
+                    cfg.users.len(),
+                    cfg.listen
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run => {
+            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+                .format_timestamp_millis()
+                .init();
+            let cfg = match load(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut proxy = match event_loop::Proxy::bind(cfg) {
+                Ok(p) => p,
+                Err(e) => {
+                    log::error!("cannot listen: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match proxy.local_addr() {
+                Ok(a) => log::info!("myroute {} listening on {a}", env!("CARGO_PKG_VERSION")),
+                Err(e) => log::warn!("listening, address unknown: {e}"),
+            }
+            match proxy.run() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("event loop failed: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,787 @@
+//! A connection pair (client + backend) and its state machine.
+//!
+//! ```text
+//!  accept ──greeting──▶ AWAITING-CLIENT-RESPONSE ──plugin not native──▶ AWAITING-AUTH-SWITCH
+//!                              │ token checked                                │ token checked
+//!                              ├──────────────────────────────────────────────┘
+//!                     wrong ──▶ CLOSING (ERR 1045)
+//!                     right ──▶ CONNECTING ──connected──▶ AWAITING-BACKEND-HANDSHAKE
+//!                                 ▲                               │ HandshakeResponse41 sent
+//!                                 │ next server                   ▼
+//!                                 └──── failed/timed out ── AWAITING-BACKEND-AUTH ⟲ AuthSwitchRequest
+//!                                        (none left: ERR 1429)    │ OK          │ ERR
+//!                                                                 ▼             ▼
+//!                                                             RELAYING ──EOF──▶ CLOSING (flush, close)
+//! ```
+//!
+//! The pair owns the state, the two rings and myroute's own outgoing login
+//! bytes, and never touches a socket: the event loop moves bytes between
+//! sockets and rings, tells the pair what happened through [`Pair::handle`],
+//! and then opens or drops the backend socket the pair asks for
+//! ([`Pair::backend`]). `now` is always passed in, so tests step the machine,
+//! timeouts included, without sockets or sleeping.
+//!
+//! Ring use: `up` holds client bytes (parsed during login, relayed to the
+//! backend after); `down` holds bytes for the client (myroute's own packets
+//! during login, the backend's after). During login the backend's replies
+//! are read into `down` too and consumed there before any reach the client.
+
+use crate::access::{printable, EndReason};
+use crate::config::Config;
+use crate::errors::{parse_err, Refusal};
+use crate::handshake::{self, caps, ClientHello, Response, NATIVE};
+use crate::pool::{BackendInfo, Pools};
+use crate::ring::{BufPool, Ring};
+use crate::scramble::{self, Secret};
+use crate::wire::{self, put_packet, take_packet, Framer, HEADER_LEN};
+use log::{debug, info, warn};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// COM_CHANGE_USER command byte.
+const COM_CHANGE_USER: u8 = 0x11;
+
+/// Everything the pair needs from the rest of the proxy while it handles an
+/// event.
+pub struct Ctx<'a> {
+    pub now: Instant,
+    pub cfg: &'a Config,
+    pub pools: &'a mut Pools,
+    pub bufs: &'a mut BufPool,
+    /// A fresh 20-byte salt each call (from getrandom in the proxy).
+    pub salt: &'a mut dyn FnMut() -> [u8; scramble::LEN],
+    /// Hash checked for unknown users, so they take the same path as a
+    /// wrong password.
+    pub decoy: &'a Secret,
+}
+
+/// What the pair is waiting for, with the data that phase needs.
+enum State {
+    /// Greeting sent; waiting for HandshakeResponse41.
+    AwaitingClientResponse { salt: [u8; scramble::LEN] },
+    /// AuthSwitchRequest sent; waiting for the client's AuthSwitchResponse.
+    AwaitingAuthSwitch {
+        salt: [u8; scramble::LEN],
+        hello: Box<Response>,
+    },
+    /// Client verified; backend connect in progress.
+    Connecting { login: Box<Login>, deadline: Instant },
+    /// Backend connected; waiting for its HandshakeV10.
+    AwaitingBackendHandshake { login: Box<Login>, deadline: Instant },
+    /// HandshakeResponse41 sent to the backend; waiting for OK, ERR or
+    /// AuthSwitchRequest with sequence id `seq`.
+    AwaitingBackendAuth {
+        login: Box<Login>,
+        deadline: Instant,
+        seq: u8,
+        switched: bool,
+    },
+    /// Logged in on both legs; bytes flow untouched.
+    Relaying,
+    /// Flushing what is buffered toward `flush`, then closing both sides.
+    Closing { reason: EndReason, flush: Side },
+}
+
+/// One leg of a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Backend,
+}
+
+/// A verified client on its way to a backend.
+struct Login {
+    hello: Response,
+    /// `SHA1(password)`, or `None` for an account without password. Zeroed
+    /// when the login ends (see `Secret`'s `Drop`).
+    stage1: Option<Secret>,
+    pool: usize,
+    /// Bitmask of pool member positions already tried.
+    tried: u64,
+    server: usize,
+    /// Sequence id of the packet the client gets when the login ends.
+    client_seq: u8,
+    /// What went wrong with each server tried, for the final ERR and log.
+    failures: Vec<String>,
+}
+
+/// Something that happened to the pair, as the event loop saw it.
+#[derive(Debug)]
+pub enum Event {
+    /// New bytes from the client are in `up`.
+    ClientData,
+    /// The client closed its side (or its socket failed).
+    ClientClosed(Option<std::io::ErrorKind>),
+    /// The backend socket finished connecting.
+    BackendConnected,
+    /// New bytes from the backend are in `down`.
+    BackendData,
+    /// The backend socket failed or closed; the loop has dropped it.
+    BackendFailed(String),
+    /// `deadline()` has passed.
+    Timeout,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::AwaitingClientResponse { .. } => "AWAITING-CLIENT-RESPONSE",
+            State::AwaitingAuthSwitch { .. } => "AWAITING-AUTH-SWITCH",
+            State::Connecting { .. } => "CONNECTING",
+            State::AwaitingBackendHandshake { .. } => "AWAITING-BACKEND-HANDSHAKE",
+            State::AwaitingBackendAuth { .. } => "AWAITING-BACKEND-AUTH",
+            State::Relaying => "RELAYING",
+            State::Closing { .. } => "CLOSING",
+        })
+    }
+}
+
+/// A client connection and, once chosen, its backend connection.
+pub struct Pair {
+    pub id: u32,
+    pub peer: SocketAddr,
+    pub started: Instant,
+    state: State,
+    /// Client → backend bytes.
+    pub up: Ring,
+    /// Backend → client bytes (and myroute's own packets to the client).
+    pub down: Ring,
+    /// myroute's own packets to the backend during login, sent before `up`.
+    pub to_backend: Vec<u8>,
+    up_framer: Framer,
+    down_framer: Framer,
+    handshake_deadline: Instant,
+    /// Backend connection attempt number and server the pair wants now.
+    attempt: u32,
+    backend: Option<usize>,
+    pub user: Option<Vec<u8>>,
+    pub pool: Option<usize>,
+    /// Server of the last backend login (kept for the access log).
+    pub server: Option<usize>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// Greeting fields myroute uses when no backend has answered yet.
+pub const FALLBACK_VERSION: &str = "8.0.0-myroute";
+const FALLBACK_CHARSET: u8 = 45; // utf8mb4_general_ci
+
+impl Pair {
+    /// A new pair for a just-accepted client; queues the greeting.
+    pub fn new(id: u32, peer: SocketAddr, ctx: &mut Ctx) -> Pair {
+        let salt = (ctx.salt)();
+        let info = ctx.pools.advertised();
+        let version = ctx
+            .cfg
+            .server_version
+            .clone()
+            .or_else(|| info.as_ref().map(|i| i.version.clone()))
+            .unwrap_or_else(|| FALLBACK_VERSION.to_string());
+        let capabilities = advertised_caps(info.as_ref());
+        let charset = info.as_ref().map_or(FALLBACK_CHARSET, |i| i.charset);
+        let greeting = handshake::build_greeting(&version, id, &salt, capabilities, charset);
+        let mut pair = Pair {
+            id,
+            peer,
+            started: ctx.now,
+            state: State::AwaitingClientResponse { salt },
+            up: Ring::default(),
+            down: Ring::default(),
+            to_backend: Vec::new(),
+            up_framer: Framer::default(),
+            down_framer: Framer::default(),
+            handshake_deadline: ctx.now + ctx.cfg.handshake_timeout,
+            attempt: 0,
+            backend: None,
+            user: None,
+            pool: None,
+            server: None,
+            bytes_in: 0,
+            bytes_out: 0,
+        };
+        let mut pkt = Vec::with_capacity(greeting.len() + HEADER_LEN);
+        put_packet(&mut pkt, 0, &greeting);
+        pair.send_client(ctx.bufs, &pkt);
+        pair
+    }
+
+    /// The backend connection the pair wants open now: `(attempt, server)`.
+    /// The loop opens it when the attempt number is new and drops its
+    /// socket when this becomes `None` or changes.
+    pub fn backend(&self) -> Option<(u32, usize)> {
+        self.backend.map(|s| (self.attempt, s))
+    }
+
+    /// When the pair must be woken even if no byte moves.
+    pub fn deadline(&self) -> Option<Instant> {
+        match &self.state {
+            State::AwaitingClientResponse { .. } | State::AwaitingAuthSwitch { .. } => {
+                Some(self.handshake_deadline)
+            }
+            State::Connecting { deadline, .. }
+            | State::AwaitingBackendHandshake { deadline, .. }
+            | State::AwaitingBackendAuth { deadline, .. } => {
+                Some(self.handshake_deadline.min(*deadline))
+            }
+            State::Relaying | State::Closing { .. } => None,
+        }
+    }
+
+    /// May the loop read from this side now? (Before relaying, backend bytes
+    /// are read only while the pair waits for them; client bytes may be read
+    /// ahead, a pipelining client's commands wait in `up`.)
+    pub fn may_read(&self, side: Side) -> bool {
+        match (&self.state, side) {
+            (State::Closing { .. }, _) => false,
+            (State::Connecting { .. }, Side::Backend) => false,
+            _ => true,
+        }
+    }
+
+    /// May the loop write `up` to the backend? Only once logged in (or when
+    /// flushing toward the backend at the end).
+    pub fn may_relay_up(&self) -> bool {
+        matches!(
+            self.state,
+            State::Relaying
+                | State::Closing {
+                    flush: Side::Backend,
+                    ..
+                }
+        )
+    }
+
+    /// True when the pair is relaying.
+    pub fn is_relaying(&self) -> bool {
+        matches!(self.state, State::Relaying)
+    }
+
+    /// The end reason once the pair has nothing more to flush.
+    pub fn finished(&self) -> Option<&EndReason> {
+        match &self.state {
+            State::Closing { reason, flush } => {
+                let pending = match flush {
+                    Side::Client => !self.down.is_empty(),
+                    Side::Backend => !self.up.is_empty() || !self.to_backend.is_empty(),
+                };
+                (!pending).then_some(reason)
+            }
+            _ => None,
+        }
+    }
+
+    /// Name of the current state, for logs.
+    pub fn state_name(&self) -> String {
+        self.state.to_string()
+    }
+
+    /// Counts bytes that just entered `up` (at offset `from`) and, while
+    /// relaying, scans them for commands.
+    pub fn client_bytes_arrived(&mut self, from: usize, n: usize, ctx: &mut Ctx) {
+        self.bytes_in += n as u64;
+        if self.is_relaying() {
+            self.scan_up(from, n, ctx);
+        }
+    }
+
+    /// Walks relayed client bytes with the framer and refuses
+    /// COM_CHANGE_USER: the backend would check its token against a salt the
+    /// client never saw, and it could switch to a user of another pool.
+    fn scan_up(&mut self, from: usize, n: usize, ctx: &mut Ctx) {
+        let mut offset = from;
+        let end = from + n;
+        while offset < end {
+            let (a, b) = self.up.as_slices();
+            let chunk = slice_at(a, b, offset, end - offset);
+            let (walked, command) = self.up_framer.feed(chunk);
+            offset += walked;
+            if command == Some(COM_CHANGE_USER) {
+                // Its header began 5 bytes before here. Answer ERR only at a
+                // clean point: no earlier command still unsent, and the
+                // backend's last reply complete; else just close.
+                let header_at = offset as isize - 1 - HEADER_LEN as isize;
+                let clean = header_at <= 0 && self.down.is_empty() && self.down_framer.at_boundary();
+                info!("conn={} client sent COM_CHANGE_USER; refused", self.id);
+                let next = if clean {
+                    self.refuse(Refusal::ChangeUserUnsupported, 1, EndReason::ChangeUser, ctx)
+                } else {
+                    State::Closing {
+                        reason: EndReason::ChangeUser,
+                        flush: Side::Client,
+                    }
+                };
+                self.set_state(next, ctx);
+                return;
+            }
+        }
+    }
+
+    /// Feeds bytes that just entered `down` (at offset `from`) to the framer
+    /// while relaying, so the proxy knows where backend packets end.
+    pub fn backend_bytes_arrived(&mut self, from: usize, n: usize) {
+        if !self.is_relaying() {
+            return;
+        }
+        let mut offset = from;
+        let end = from + n;
+        while offset < end {
+            let (a, b) = self.down.as_slices();
+            let chunk = slice_at(a, b, offset, end - offset);
+            let (walked, _) = self.down_framer.feed(chunk);
+            offset += walked;
+        }
+    }
+
+    /// Counts bytes written to the client.
+    pub fn client_bytes_sent(&mut self, n: usize) {
+        self.bytes_out += n as u64;
+    }
+
+    /// The one place where the pair reacts to what happened. Transitions go
+    /// through `set_state`.
+    pub fn handle(&mut self, ev: Event, ctx: &mut Ctx) {
+        let was_relaying = self.is_relaying();
+        let state = std::mem::replace(&mut self.state, State::Relaying);
+        let next = match (state, ev) {
+            // The side being flushed went away: nothing left to flush.
+            (State::Closing { reason, flush: Side::Client }, Event::ClientClosed(_)) => {
+                self.down.clear(ctx.bufs);
+                State::Closing { reason, flush: Side::Client }
+            }
+            (State::Closing { reason, flush: Side::Backend }, Event::BackendFailed(_)) => {
+                self.up.clear(ctx.bufs);
+                State::Closing { reason, flush: Side::Backend }
+            }
+            // Anything else while closing changes nothing: the end is decided.
+            (s @ State::Closing { .. }, _) => s,
+
+            // The client left: nothing to finish on its behalf.
+            (State::Relaying, Event::ClientClosed(None)) => State::Closing {
+                reason: EndReason::ClientClosed,
+                flush: Side::Backend,
+            },
+            (_, Event::ClientClosed(err)) => {
+                self.down.clear(ctx.bufs);
+                State::Closing {
+                    reason: err.map_or(EndReason::ClientClosed, EndReason::IoError),
+                    flush: Side::Client,
+                }
+            }
+
+            // HandshakeResponse41 (or SSLRequest / pre-4.1 response).
+            (State::AwaitingClientResponse { salt }, Event::ClientData) => self.on_client_response(salt, ctx),
+            // AuthSwitchResponse: the token for the salt of our switch request.
+            (State::AwaitingAuthSwitch { salt, hello }, Event::ClientData) => self.on_auth_switch_response(salt, hello, ctx),
+            // Pipelined client bytes during backend login wait in `up`.
+            (s @ (State::Connecting { .. } | State::AwaitingBackendHandshake { .. } | State::AwaitingBackendAuth { .. }), Event::ClientData) => s,
+            // Relayed bytes were already scanned by `client_bytes_arrived`.
+            (State::Relaying, Event::ClientData) => State::Relaying,
+
+            // TCP connect done: the backend speaks first.
+            (State::Connecting { login, deadline }, Event::BackendConnected) => {
+                State::AwaitingBackendHandshake { login, deadline }
+            }
+            (State::AwaitingBackendHandshake { login, deadline }, Event::BackendData) => self.on_backend_greeting(login, deadline, ctx),
+            (State::AwaitingBackendAuth { login, deadline, seq, switched }, Event::BackendData) => {
+                self.on_backend_auth_reply(login, deadline, seq, switched, ctx)
+            }
+            (State::Relaying, Event::BackendData) => State::Relaying,
+
+            // A backend attempt failed before login completed: next server.
+            (
+                State::Connecting { login, .. }
+                | State::AwaitingBackendHandshake { login, .. }
+                | State::AwaitingBackendAuth { login, .. },
+                Event::BackendFailed(why),
+            ) => self.backend_attempt_failed(login, why, ctx),
+            (State::Relaying, Event::BackendFailed(_)) => State::Closing {
+                reason: EndReason::BackendClosed,
+                flush: Side::Client,
+            },
+
+            // Deadlines: the whole login, or one backend attempt.
+            (s, Event::Timeout) => self.on_timeout(s, ctx),
+
+            // Anything else is a protocol error: a backend speaking when it
+            // should not, or an event for a phase that is over.
+            (s, ev) => {
+                debug!("conn={} unexpected {ev:?} in {s}", self.id);
+                State::Closing {
+                    reason: EndReason::ProtocolError("unexpected event"),
+                    flush: Side::Client,
+                }
+            }
+        };
+        self.set_state(next, ctx);
+        if !was_relaying && self.is_relaying() && !self.up.is_empty() {
+            // Commands a client pipelined behind its login are relayed now:
+            // scan them like any other.
+            let n = self.up.len();
+            self.scan_up(0, n, ctx);
+        }
+    }
+
+    /// The only assignment to `self.state`.
+    fn set_state(&mut self, next: State, ctx: &mut Ctx) {
+        // Which backend socket the new state needs.
+        self.backend = match &next {
+            State::Connecting { login, .. }
+            | State::AwaitingBackendHandshake { login, .. }
+            | State::AwaitingBackendAuth { login, .. } => Some(login.server),
+            State::Relaying => self.backend,
+            State::Closing { flush: Side::Backend, .. } => self.backend,
+            _ => None,
+        };
+        if let State::Closing { .. } = next {
+            // Whatever the client sent after its end is dropped.
+            if !self.may_flush_up(&next) {
+                self.up.clear(ctx.bufs);
+            }
+            self.to_backend.clear();
+        }
+        if log::log_enabled!(log::Level::Trace) && std::mem::discriminant(&self.state) != std::mem::discriminant(&next) {
+            log::trace!("conn={} state={}=>{}", self.id, self.state, next);
+        }
+        self.state = next;
+    }
+
+    fn may_flush_up(&self, next: &State) -> bool {
+        matches!(next, State::Closing { flush: Side::Backend, .. })
+    }
+
+    /// Queues bytes for the client (myroute's own packets).
+    fn send_client(&mut self, bufs: &mut BufPool, pkt: &[u8]) {
+        self.down.attach(bufs);
+        // Connection-phase packets are far smaller than any ring
+        // (buffer_size >= 4096), and `down` is empty whenever myroute speaks.
+        let n = self.down.push(pkt);
+        debug_assert_eq!(n, pkt.len());
+    }
+
+    /// Queues an ERR for the client and ends the pair after it is flushed.
+    fn refuse(&mut self, r: Refusal, seq: u8, reason: EndReason, ctx: &mut Ctx) -> State {
+        // Drop anything half-read from a failed backend first, so the ERR is
+        // the next thing the client sees.
+        self.down.clear(ctx.bufs);
+        self.send_client(ctx.bufs, &r.packet(seq));
+        State::Closing {
+            reason,
+            flush: Side::Client,
+        }
+    }
+
+
+    fn on_client_response(&mut self, salt: [u8; scramble::LEN], ctx: &mut Ctx) -> State {
+        let (seq, payload) = match take_packet(&mut self.up, max_payload(ctx)) {
+            Ok(Some(p)) => p,
+            Ok(None) => return State::AwaitingClientResponse { salt },
+            Err(e) => return self.bad_handshake(e, 2, ctx),
+        };
+        if seq != 1 {
+            return self.refuse(Refusal::PacketsOutOfOrder, seq.wrapping_add(1), EndReason::ProtocolError("sequence id"), ctx);
+        }
+        let hello = match handshake::parse_client_hello(&payload) {
+            Ok(ClientHello::Response(r)) => r,
+            Ok(ClientHello::SslRequest) => {
+                return self.refuse(Refusal::SslUnsupported, 2, EndReason::ProtocolError("SSLRequest"), ctx)
+            }
+            Ok(ClientHello::Pre41) => {
+                return self.refuse(Refusal::Pre41Client, 2, EndReason::ProtocolError("pre-4.1 client"), ctx)
+            }
+            Err(e) => return self.bad_handshake(e, 2, ctx),
+        };
+        self.user = Some(hello.user.clone());
+        if !hello.plugin.is_empty() && hello.plugin != NATIVE {
+            // The token was made for another plugin (MySQL 8 clients start
+            // with caching_sha2_password): ask for a native one, with a new
+            // salt so a token is never checked twice against the same salt.
+            let salt = (ctx.salt)();
+            let mut pkt = Vec::new();
+            put_packet(&mut pkt, 2, &handshake::build_auth_switch(&salt));
+            self.send_client(ctx.bufs, &pkt);
+            return State::AwaitingAuthSwitch {
+                salt,
+                hello: Box::new(hello),
+            };
+        }
+        self.verify(hello, &salt, 2, ctx)
+    }
+
+    fn on_auth_switch_response(&mut self, salt: [u8; scramble::LEN], mut hello: Box<Response>, ctx: &mut Ctx) -> State {
+        let (seq, payload) = match take_packet(&mut self.up, max_payload(ctx)) {
+            Ok(Some(p)) => p,
+            Ok(None) => return State::AwaitingAuthSwitch { salt, hello },
+            Err(e) => return self.bad_handshake(e, 4, ctx),
+        };
+        if seq != 3 {
+            return self.refuse(Refusal::PacketsOutOfOrder, seq.wrapping_add(1), EndReason::ProtocolError("sequence id"), ctx);
+        }
+        hello.auth = payload;
+        self.verify(*hello, &salt, 4, ctx)
+    }
+
+    fn bad_handshake(&mut self, e: wire::Error, seq: u8, ctx: &mut Ctx) -> State {
+        self.refuse(Refusal::BadHandshake(e.to_string()), seq, EndReason::ProtocolError("bad handshake"), ctx)
+    }
+
+    /// Checks the client's token; on success starts the backend login.
+    fn verify(&mut self, hello: Response, salt: &[u8; scramble::LEN], next_seq: u8, ctx: &mut Ctx) -> State {
+        let user = ctx.cfg.user(&hello.user);
+        // Unknown users are checked against a decoy hash, so they cost the
+        // same and fail the same way as a wrong password.
+        let stage2 = match user {
+            Some(u) => u.stage2.as_ref(),
+            None => Some(ctx.decoy),
+        };
+        let stage1 = match stage2 {
+            // MySQL semantics: an account without password accepts only an
+            // empty token.
+            None => hello.auth.is_empty().then_some(None),
+            Some(s2) => scramble::check_token(salt, s2, &hello.auth).map(Some),
+        };
+        let (Some(user), Some(stage1)) = (user, stage1) else {
+            warn!(
+                "login failed: conn={} client={} user={} (wrong password or unknown user)",
+                self.id,
+                self.peer.ip(),
+                printable(&hello.user)
+            );
+            let refusal = Refusal::AccessDenied {
+                user: String::from_utf8_lossy(&hello.user).into_owned(),
+                host: self.peer.ip().to_string(),
+                using_password: !hello.auth.is_empty(),
+            };
+            return self.refuse(refusal, next_seq, EndReason::AuthFailed, ctx);
+        };
+        self.pool = Some(user.pool);
+        let login = Box::new(Login {
+            hello,
+            stage1,
+            pool: user.pool,
+            tried: 0,
+            server: 0,
+            client_seq: next_seq,
+            failures: Vec::new(),
+        });
+        self.next_backend(login, ctx)
+    }
+
+    /// Picks the next untried server of the login's pool, or gives up.
+    fn next_backend(&mut self, mut login: Box<Login>, ctx: &mut Ctx) -> State {
+        self.down.clear(ctx.bufs);
+        self.to_backend.clear();
+        match ctx.pools.pick(login.pool, login.tried) {
+            Some((member, server)) => {
+                login.tried |= 1 << member;
+                login.server = server;
+                self.server = Some(server);
+                self.attempt += 1;
+                State::Connecting {
+                    login,
+                    deadline: ctx.now + ctx.cfg.connect_timeout,
+                }
+            }
+            None => {
+                let pool = ctx.pools.pools[login.pool].name.clone();
+                let detail = if login.failures.is_empty() {
+                    "no servers".to_string()
+                } else {
+                    login.failures.join("; ")
+                };
+                warn!("conn={} client={} pool '{pool}' unreachable: {detail}", self.id, self.peer);
+                self.refuse(Refusal::PoolUnreachable { pool, detail }, login.client_seq, EndReason::PoolUnreachable, ctx)
+            }
+        }
+    }
+
+    fn backend_attempt_failed(&mut self, mut login: Box<Login>, why: String, ctx: &mut Ctx) -> State {
+        let addr = ctx.pools.servers[login.server].addr;
+        info!("conn={} backend {addr} failed: {why}", self.id);
+        login.failures.push(format!("{addr}: {why}"));
+        self.next_backend(login, ctx)
+    }
+
+    fn on_backend_greeting(&mut self, login: Box<Login>, deadline: Instant, ctx: &mut Ctx) -> State {
+        let (seq, payload) = match take_packet(&mut self.down, max_payload(ctx)) {
+            Ok(Some(p)) => p,
+            Ok(None) => return State::AwaitingBackendHandshake { login, deadline },
+            Err(e) => return self.backend_attempt_failed(login, format!("greeting: {e}"), ctx),
+        };
+        if payload.first() == Some(&0xFF) {
+            // Refused before greeting: too many connections, host blocked...
+            let (code, msg) = parse_err(&payload).unwrap_or((0, String::new()));
+            return self.backend_attempt_failed(login, format!("ERR {code} {msg}"), ctx);
+        }
+        let g = match handshake::parse_greeting(&payload) {
+            Ok(g) if seq == 0 => g,
+            Ok(_) => return self.backend_attempt_failed(login, "greeting out of sequence".into(), ctx),
+            Err(e) => return self.backend_attempt_failed(login, format!("greeting: {e}"), ctx),
+        };
+        ctx.pools.servers[login.server].info = Some(BackendInfo {
+            version: g.version.clone(),
+            capabilities: g.capabilities,
+            charset: g.charset,
+        });
+        // After login the two legs talk directly: every stream-shaping flag
+        // the client chose must be one the backend supports too, or result
+        // sets would be framed differently on each leg.
+        let stream = login.hello.capabilities & !caps::LOGIN_ONLY;
+        let required = caps::PROTOCOL_41 | caps::SECURE_CONNECTION;
+        let missing = (stream | required) & !g.capabilities;
+        if missing != 0 {
+            return self.backend_attempt_failed(login, format!("lacks capabilities {missing:#x} the client negotiated"), ctx);
+        }
+        let token = match &login.stage1 {
+            Some(stage1) => scramble::token_for(&g.salt, stage1).to_vec(),
+            None => Vec::new(),
+        };
+        let response = handshake::build_response(&login.hello, g.capabilities, &token);
+        put_packet(&mut self.to_backend, 1, &response);
+        State::AwaitingBackendAuth {
+            login,
+            deadline,
+            seq: 2,
+            switched: false,
+        }
+    }
+
+    fn on_backend_auth_reply(&mut self, login: Box<Login>, deadline: Instant, seq: u8, switched: bool, ctx: &mut Ctx) -> State {
+        let Some((len, got_seq)) = wire::peek_header(&self.down) else {
+            return State::AwaitingBackendAuth { login, deadline, seq, switched };
+        };
+        if len > max_payload(ctx) {
+            return self.backend_attempt_failed(login, "login reply too large".into(), ctx);
+        }
+        if self.down.len() < HEADER_LEN + len {
+            return State::AwaitingBackendAuth { login, deadline, seq, switched };
+        }
+        if got_seq != seq {
+            return self.backend_attempt_failed(login, "login reply out of sequence".into(), ctx);
+        }
+        match self.down.byte_at(HEADER_LEN) {
+            // OK: the client gets the backend's own OK, renumbered to the
+            // client's sequence, and relaying begins right behind it.
+            Some(0x00) => {
+                self.down.set_byte(3, login.client_seq);
+                debug!("conn={} logged in to {}", self.id, ctx.pools.servers[login.server].addr);
+                State::Relaying
+            }
+            // ERR (unknown database, access denied, too many connections):
+            // relayed as it is, then both sides close.
+            Some(0xFF) => {
+                self.down.set_byte(3, login.client_seq);
+                let mut payload = vec![0u8; len.min(512)];
+                let n = self.down.peek(HEADER_LEN, &mut payload);
+                let (code, msg) = parse_err(&payload[..n]).unwrap_or((0, String::new()));
+                info!(
+                    "conn={} backend {} refused login of user {}: ERR {code} {msg}",
+                    self.id,
+                    ctx.pools.servers[login.server].addr,
+                    printable(&login.hello.user)
+                );
+                State::Closing {
+                    reason: EndReason::BackendRefused(code),
+                    flush: Side::Client,
+                }
+            }
+            // AuthSwitchRequest: answer once, for mysql_native_password only.
+            Some(0xFE) => {
+                let payload = match take_packet(&mut self.down, max_payload(ctx)) {
+                    Ok(Some((_, p))) => p,
+                    _ => return self.backend_attempt_failed(login, "bad auth switch".into(), ctx),
+                };
+                match handshake::parse_auth_switch(&payload) {
+                    Ok((plugin, salt)) if plugin == NATIVE && salt.len() == scramble::LEN && !switched => {
+                        let token = match &login.stage1 {
+                            Some(stage1) => scramble::token_for(&salt, stage1).to_vec(),
+                            None => Vec::new(),
+                        };
+                        put_packet(&mut self.to_backend, seq.wrapping_add(1), &token);
+                        State::AwaitingBackendAuth {
+                            login,
+                            deadline,
+                            seq: seq.wrapping_add(2),
+                            switched: true,
+                        }
+                    }
+                    Ok((plugin, _)) => self.backend_plugin_unsupported(login, &plugin, ctx),
+                    Err(_) => self.backend_attempt_failed(login, "bad auth switch".into(), ctx),
+                }
+            }
+            // AuthMoreData and anything else: a plugin exchange myroute
+            // cannot take part in.
+            _ => self.backend_plugin_unsupported(login, b"(more auth data)", ctx),
+        }
+    }
+
+    fn backend_plugin_unsupported(&mut self, login: Box<Login>, plugin: &[u8], ctx: &mut Ctx) -> State {
+        let addr = ctx.pools.servers[login.server].addr;
+        let plugin = printable(plugin);
+        warn!(
+            "conn={} backend {addr} wants auth plugin {plugin} for user {}; backend accounts must use mysql_native_password",
+            self.id,
+            printable(&login.hello.user)
+        );
+        let detail = format!("{addr} asks for auth plugin '{plugin}'; myroute logs in with mysql_native_password only");
+        let pool = ctx.pools.pools[login.pool].name.clone();
+        self.refuse(Refusal::PoolUnreachable { pool, detail }, login.client_seq, EndReason::PoolUnreachable, ctx)
+    }
+
+    fn on_timeout(&mut self, state: State, ctx: &mut Ctx) -> State {
+        if ctx.now >= self.handshake_deadline {
+            return match state {
+                // The client is waiting for our answer: tell it why.
+                State::Connecting { login, .. }
+                | State::AwaitingBackendHandshake { login, .. }
+                | State::AwaitingBackendAuth { login, .. } => {
+                    let seq = login.client_seq;
+                    self.refuse(Refusal::HandshakeTimeout, seq, EndReason::Timeout("handshake_timeout"), ctx)
+                }
+                State::Relaying => State::Relaying,
+                s @ State::Closing { .. } => s,
+                // The client owes us a packet: just close, as servers do.
+                _ => State::Closing {
+                    reason: EndReason::Timeout("handshake_timeout"),
+                    flush: Side::Client,
+                },
+            };
+        }
+        match state {
+            State::Connecting { login, deadline }
+            | State::AwaitingBackendHandshake { login, deadline }
+            | State::AwaitingBackendAuth { login, deadline, .. }
+                if ctx.now >= deadline =>
+            {
+                let ms = ctx.cfg.connect_timeout.as_millis();
+                self.backend_attempt_failed(login, format!("no answer within connect_timeout ({ms}ms)"), ctx)
+            }
+            s => s,
+        }
+    }
+}
+
+/// The greeting's capabilities: what myroute relays, narrowed to what the
+/// backends support, always with CLIENT_MYSQL so clients send no MariaDB
+/// extended capabilities.
+pub fn advertised_caps(info: Option<&BackendInfo>) -> u32 {
+    let backend = info.map_or(caps::RELAYABLE & !(caps::QUERY_ATTRIBUTES | caps::OPTIONAL_RESULTSET_METADATA), |i| i.capabilities);
+    (caps::RELAYABLE & backend) | caps::LONG_PASSWORD | caps::PROTOCOL_41 | caps::SECURE_CONNECTION | caps::PLUGIN_AUTH
+}
+
+/// The largest connection-phase packet myroute accepts: one that fits a ring.
+fn max_payload(ctx: &Ctx) -> usize {
+    ctx.cfg.buffer_size - HEADER_LEN
+}
+
+/// `len` bytes starting `offset` bytes into the ring data split as `(a, b)`,
+/// limited to one contiguous piece.
+fn slice_at<'a>(a: &'a [u8], b: &'a [u8], offset: usize, len: usize) -> &'a [u8] {
+    if offset < a.len() {
+        &a[offset..(offset + len).min(a.len())]
+    } else {
+        let o = offset - a.len();
+        &b[o..(o + len).min(b.len())]
+    }
+}
+
