@@ -35,14 +35,46 @@ pub struct Key {
 /// Every key myroute knows. `man/myroute.conf.5` documents each (a unit test
 /// checks that).
 pub const KEYS: &[Key] = &[
-    Key { name: "listen", kind: Kind::Address, default: Some("127.0.0.1:3306") },
-    Key { name: "server_version", kind: Kind::Text, default: None },
-    Key { name: "buffer_size", kind: Kind::Size, default: Some("16384") },
-    Key { name: "connect_timeout", kind: Kind::Duration, default: Some("5s") },
-    Key { name: "handshake_timeout", kind: Kind::Duration, default: Some("10s") },
-    Key { name: "pool.NAME.servers", kind: Kind::AddressList, default: None },
-    Key { name: "user.NAME.password", kind: Kind::Hash, default: None },
-    Key { name: "user.NAME.pool", kind: Kind::PoolName, default: None },
+    Key {
+        name: "listen",
+        kind: Kind::Address,
+        default: Some("127.0.0.1:3306"),
+    },
+    Key {
+        name: "server_version",
+        kind: Kind::Text,
+        default: None,
+    },
+    Key {
+        name: "buffer_size",
+        kind: Kind::Size,
+        default: Some("16384"),
+    },
+    Key {
+        name: "connect_timeout",
+        kind: Kind::Duration,
+        default: Some("5s"),
+    },
+    Key {
+        name: "handshake_timeout",
+        kind: Kind::Duration,
+        default: Some("10s"),
+    },
+    Key {
+        name: "pool.NAME.servers",
+        kind: Kind::AddressList,
+        default: None,
+    },
+    Key {
+        name: "user.NAME.password",
+        kind: Kind::Hash,
+        default: None,
+    },
+    Key {
+        name: "user.NAME.pool",
+        kind: Kind::PoolName,
+        default: None,
+    },
 ];
 
 /// Smallest and largest `buffer_size`: a ring must hold any connection-phase
@@ -65,7 +97,10 @@ impl fmt::Display for Error {
 }
 
 fn err<T>(line: usize, msg: impl Into<String>) -> Result<T, Error> {
-    Err(Error { line, msg: msg.into() })
+    Err(Error {
+        line,
+        msg: msg.into(),
+    })
 }
 
 /// A pool of backend servers.
@@ -176,17 +211,30 @@ pub fn parse(text: &str) -> Result<Config, Error> {
             return err(line, format!("unknown key '{key}'"));
         };
         if let Some(first) = seen.insert(key.to_string(), line) {
-            return err(line, format!("duplicate key '{key}' (first set on line {first})"));
+            return err(
+                line,
+                format!("duplicate key '{key}' (first set on line {first})"),
+            );
         }
         entries.push((line, k, name.map(str::to_string), value.to_string()));
     }
 
+    // Defaults come from the table; they are known to parse (a unit test
+    // checks every one).
+    let default = |name: &str| {
+        KEYS.iter()
+            .find(|k| k.name == name)
+            .and_then(|k| k.default)
+            .unwrap_or("")
+    };
     let mut cfg = Config {
-        listen: parse_address("127.0.0.1:3306").map_err(|m| Error { line: 0, msg: m })?,
+        listen: parse_address(default("listen")).map_err(|m| Error { line: 0, msg: m })?,
         server_version: None,
-        buffer_size: 16384,
-        connect_timeout: Duration::from_secs(5),
-        handshake_timeout: Duration::from_secs(10),
+        buffer_size: default("buffer_size").parse().unwrap_or(16384),
+        connect_timeout: parse_duration(default("connect_timeout"))
+            .unwrap_or(Duration::from_secs(5)),
+        handshake_timeout: parse_duration(default("handshake_timeout"))
+            .unwrap_or(Duration::from_secs(10)),
         pools: Vec::new(),
         users: Vec::new(),
     };
@@ -203,19 +251,30 @@ pub fn parse(text: &str) -> Result<Config, Error> {
                 cfg.server_version = Some(value);
             }
             Kind::Size => {
-                let n: usize = value
-                    .parse()
-                    .or_else(|_| err(line, format!("{}: '{value}' is not a number of bytes", key.name)))?;
+                let n: usize = value.parse().or_else(|_| {
+                    err(
+                        line,
+                        format!("{}: '{value}' is not a number of bytes", key.name),
+                    )
+                })?;
                 if !(MIN_BUFFER..=MAX_BUFFER).contains(&n) {
-                    return err(line, format!("{} must be between {MIN_BUFFER} and {MAX_BUFFER}", key.name));
+                    return err(
+                        line,
+                        format!("{} must be between {MIN_BUFFER} and {MAX_BUFFER}", key.name),
+                    );
                 }
                 cfg.buffer_size = n;
             }
             Kind::Duration => {
-                let d = parse_duration(&value).filter(|d| !d.is_zero()).ok_or_else(|| Error {
-                    line,
-                    msg: format!("{}: '{value}' is not a duration like 250ms, 5s, 2m", key.name),
-                })?;
+                let d = parse_duration(&value)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| Error {
+                        line,
+                        msg: format!(
+                            "{}: '{value}' is not a duration like 250ms, 5s, 2m",
+                            key.name
+                        ),
+                    })?;
                 match key.name {
                     "connect_timeout" => cfg.connect_timeout = d,
                     _ => cfg.handshake_timeout = d,
@@ -263,7 +322,12 @@ pub fn parse(text: &str) -> Result<Config, Error> {
     for (name, (password, pool)) in users {
         let (pw_line, stage2) = match (&password, &pool) {
             (Some(p), _) => p.clone(),
-            (None, Some((line, _))) => return err(*line, format!("user '{name}' has a pool but no user.{name}.password")),
+            (None, Some((line, _))) => {
+                return err(
+                    *line,
+                    format!("user '{name}' has a pool but no user.{name}.password"),
+                )
+            }
             (None, None) => unreachable!("a user entry exists only once one of its keys was seen"),
         };
         let Some((pool_line, pool_name)) = pool else {
@@ -275,7 +339,10 @@ pub fn parse(text: &str) -> Result<Config, Error> {
         cfg.users.push(UserConf { name, stage2, pool });
     }
     if cfg.users.is_empty() {
-        return err(0, "no users configured (user.NAME.password and user.NAME.pool)");
+        return err(
+            0,
+            "no users configured (user.NAME.password and user.NAME.pool)",
+        );
     }
     Ok(cfg)
 }
@@ -319,7 +386,8 @@ user.nopw.pool = replicas
 
     #[test]
     fn defaults_apply_when_keys_are_absent() {
-        let c = parse("pool.p.servers = 127.0.0.1:1\nuser.u.password =\nuser.u.pool = p\n").unwrap();
+        let c =
+            parse("pool.p.servers = 127.0.0.1:1\nuser.u.password =\nuser.u.pool = p\n").unwrap();
         assert_eq!(c.listen, "127.0.0.1:3306".parse().unwrap());
         assert_eq!(c.buffer_size, 16384);
         assert_eq!(c.connect_timeout, Duration::from_secs(5));
@@ -337,14 +405,30 @@ user.nopw.pool = replicas
         let cases: &[(&str, usize, &str)] = &[
             ("bogus = 1\n", 4, "unknown key 'bogus'"),
             ("pool.p.servers = 127.0.0.1:2\n", 4, "duplicate key"),
-            ("user.v.password =\nuser.v.pool = nope\n", 5, "pool 'nope' is not defined"),
+            (
+                "user.v.password =\nuser.v.pool = nope\n",
+                5,
+                "pool 'nope' is not defined",
+            ),
             ("user.w.password =\n", 4, "has no user.w.pool"),
             ("user.x.pool = p\n", 4, "has a pool but no"),
             ("listen = 127.0.0.1\n", 4, "bad address"),
             ("listen = 127.0.0.1:99999\n", 4, "bad address"),
-            ("pool.q.servers = 127.0.0.1:1,,127.0.0.1:2\n", 4, "empty server address"),
-            ("user.y.password = *ABC\nuser.y.pool = p\n", 4, "40 hex digits"),
-            ("user.y.password = secret\nuser.y.pool = p\n", 4, "40 hex digits"),
+            (
+                "pool.q.servers = 127.0.0.1:1,,127.0.0.1:2\n",
+                4,
+                "empty server address",
+            ),
+            (
+                "user.y.password = *ABC\nuser.y.pool = p\n",
+                4,
+                "40 hex digits",
+            ),
+            (
+                "user.y.password = secret\nuser.y.pool = p\n",
+                4,
+                "40 hex digits",
+            ),
             ("buffer_size = 100\n", 4, "between"),
             ("buffer_size = 16k\n", 4, "not a number"),
             ("connect_timeout = 5\n", 4, "not a duration"),
@@ -370,7 +454,16 @@ user.nopw.pool = replicas
         assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        for bad in ["", "s", "5", "5 s", "-1s", "1.5s", "5sec", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "s",
+            "5",
+            "5 s",
+            "-1s",
+            "1.5s",
+            "5sec",
+            "99999999999999999999s",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
     }
@@ -379,9 +472,17 @@ user.nopw.pool = replicas
     fn every_key_is_documented_in_the_man_page() {
         let man = include_str!("../man/myroute.conf.5");
         for k in KEYS {
-            assert!(man.contains(&format!(".B {}\n", k.name)), "man/myroute.conf.5 does not document {}", k.name);
+            assert!(
+                man.contains(&format!(".B {}\n", k.name)),
+                "man/myroute.conf.5 does not document {}",
+                k.name
+            );
             if let Some(d) = k.default {
-                assert!(man.contains(&format!("Default: {d}\n")), "man/myroute.conf.5: no 'Default: {d}' for {}", k.name);
+                assert!(
+                    man.contains(&format!("Default: {d}\n")),
+                    "man/myroute.conf.5: no 'Default: {d}' for {}",
+                    k.name
+                );
             }
         }
     }

@@ -11,7 +11,11 @@ use crate::wire::put_packet;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// Unknown user or wrong password: indistinguishable on purpose.
-    AccessDenied { user: String, host: String, using_password: bool },
+    AccessDenied {
+        user: String,
+        host: String,
+        using_password: bool,
+    },
     /// The client asked for TLS (SSLRequest); myroute does not speak it.
     SslUnsupported,
     /// A pre-4.1 HandshakeResponse320.
@@ -38,7 +42,7 @@ impl Refusal {
             | Refusal::Pre41Client
             | Refusal::BadHandshake(_)
             | Refusal::HandshakeTimeout => (1043, "08S01"), // ER_HANDSHAKE_ERROR
-            Refusal::PacketsOutOfOrder => (1156, "08S01"), // ER_NET_PACKETS_OUT_OF_ORDER
+            Refusal::PacketsOutOfOrder => (1156, "08S01"),   // ER_NET_PACKETS_OUT_OF_ORDER
             // ER_CONNECT_TO_FOREIGN_DATA_SOURCE, with a connection-class
             // SQLSTATE so drivers treat it as a failed connection.
             Refusal::PoolUnreachable { .. } => (1429, "08S01"),

@@ -131,7 +131,8 @@ impl Proxy {
     pub fn bind(cfg: Config) -> std::io::Result<Proxy> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(cfg.listen)?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let pools = Pools::from_config(&cfg);
         let bufs = BufPool::new(cfg.buffer_size, SPARE_BUFFERS);
         let mut proxy = Proxy {
@@ -219,7 +220,10 @@ impl Proxy {
             return Some(Duration::ZERO);
         }
         let mut next = self.timers.peek().map(|Reverse((t, _, _))| *t);
-        for t in [self.accept_paused_until, self.probing_until].into_iter().flatten() {
+        for t in [self.accept_paused_until, self.probing_until]
+            .into_iter()
+            .flatten()
+        {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
         for p in self.probes.iter().flatten() {
@@ -264,12 +268,17 @@ impl Proxy {
                     self.listener_ready = false;
                     return;
                 }
-                Err(e) if e.kind() == ErrorKind::Interrupted || e.kind() == ErrorKind::ConnectionAborted => {}
+                Err(e)
+                    if e.kind() == ErrorKind::Interrupted
+                        || e.kind() == ErrorKind::ConnectionAborted => {}
                 Err(e) => {
                     // EMFILE/ENFILE and the like: the connection stays queued
                     // and, edge-triggered, no new event will come for it, so
                     // retry on a timer instead of spinning.
-                    warn!("accept failed: {e}; pausing accepts for {}ms", ACCEPT_BACKOFF.as_millis());
+                    warn!(
+                        "accept failed: {e}; pausing accepts for {}ms",
+                        ACCEPT_BACKOFF.as_millis()
+                    );
                     self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
                     return;
                 }
@@ -283,11 +292,11 @@ impl Proxy {
             self.slab.push(None);
             self.slab.len() - 1
         });
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut client, Token(key * 2), Interest::READABLE | Interest::WRITABLE)
-        {
+        if let Err(e) = self.poll.registry().register(
+            &mut client,
+            Token(key * 2),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
             warn!("cannot register client {peer}: {e}");
             self.closed.push(key);
             return;
@@ -455,9 +464,11 @@ impl Proxy {
             let addr = self.pools.servers[server].addr;
             let i = self.probes.len();
             let probe = TcpStream::connect(addr).and_then(|mut stream| {
-                self.poll
-                    .registry()
-                    .register(&mut stream, Token(PROBE_BASE - i), Interest::READABLE | Interest::WRITABLE)?;
+                self.poll.registry().register(
+                    &mut stream,
+                    Token(PROBE_BASE - i),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
                 Ok(stream)
             });
             match probe {
@@ -526,7 +537,9 @@ fn step_probe(p: &mut Probe, bufs: &mut BufPool) -> Result<Option<BackendInfo>, 
     p.ring.attach(bufs);
     let (_, st) = read_into(&mut p.ring, &mut p.stream, true);
     if !p.greeted {
-        let Some((_, payload)) = take_packet(&mut p.ring, bufs.buf_size() - 4).map_err(|e| e.to_string())? else {
+        let Some((_, payload)) =
+            take_packet(&mut p.ring, bufs.buf_size() - 4).map_err(|e| e.to_string())?
+        else {
             return match st {
                 IoStatus::Closed => Err("closed before greeting".into()),
                 IoStatus::Failed(k) => Err(k.to_string()),
@@ -541,7 +554,8 @@ fn step_probe(p: &mut Probe, bufs: &mut BufPool) -> Result<Option<BackendInfo>, 
         p.greeted = true;
         // HandshakeResponse41 for a user expected not to exist, no password.
         let mut resp = Vec::new();
-        let flags = caps::LONG_PASSWORD | caps::PROTOCOL_41 | caps::SECURE_CONNECTION | caps::PLUGIN_AUTH;
+        let flags =
+            caps::LONG_PASSWORD | caps::PROTOCOL_41 | caps::SECURE_CONNECTION | caps::PLUGIN_AUTH;
         resp.extend_from_slice(&flags.to_le_bytes());
         resp.extend_from_slice(&(1u32 << 24).to_le_bytes());
         resp.push(g.charset);
@@ -735,8 +749,11 @@ fn reconcile_backend(conn: &mut Conn, key: usize, poll: &Poll, ctx: &mut Ctx) ->
         };
         let addr = ctx.pools.servers[server].addr;
         let opened = TcpStream::connect(addr).and_then(|mut stream| {
-            poll.registry()
-                .register(&mut stream, Token(key * 2 + 1), Interest::READABLE | Interest::WRITABLE)?;
+            poll.registry().register(
+                &mut stream,
+                Token(key * 2 + 1),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
             Ok(stream)
         });
         match opened {

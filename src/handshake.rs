@@ -17,7 +17,9 @@
 use crate::scramble::LEN as SALT_LEN;
 use crate::wire::{put_lenenc_bytes, Error, Reader};
 
-/// Capability flags (MySQL `include/mysql_com.h`).
+/// Capability flags (MySQL `include/mysql_com.h`), the whole table: the
+/// ones myroute never offers are listed too, so a reader sees what is left out.
+#[allow(dead_code)]
 pub mod caps {
     pub const LONG_PASSWORD: u32 = 1; // MariaDB: CLIENT_MYSQL
     pub const FOUND_ROWS: u32 = 1 << 1;
@@ -115,7 +117,13 @@ pub struct Greeting {
 }
 
 /// Builds myroute's own HandshakeV10 (payload only).
-pub fn build_greeting(version: &str, connection_id: u32, salt: &[u8; SALT_LEN], capabilities: u32, charset: u8) -> Vec<u8> {
+pub fn build_greeting(
+    version: &str,
+    connection_id: u32,
+    salt: &[u8; SALT_LEN],
+    capabilities: u32,
+    charset: u8,
+) -> Vec<u8> {
     let mut p = Vec::with_capacity(96);
     p.push(10); // protocol version
     p.extend_from_slice(version.as_bytes());
@@ -215,7 +223,10 @@ impl std::fmt::Debug for Response {
             .field("capabilities", &format_args!("{:#x}", self.capabilities))
             .field("user", &String::from_utf8_lossy(&self.user))
             .field("auth_len", &self.auth.len())
-            .field("database", &self.database.as_deref().map(String::from_utf8_lossy))
+            .field(
+                "database",
+                &self.database.as_deref().map(String::from_utf8_lossy),
+            )
             .field("plugin", &String::from_utf8_lossy(&self.plugin))
             .finish()
     }
@@ -421,7 +432,13 @@ mod tests {
         }
     }
 
-    fn response(flags: u32, auth: &[u8], db: Option<&[u8]>, plugin: &[u8], attrs: Option<&[u8]>) -> Vec<u8> {
+    fn response(
+        flags: u32,
+        auth: &[u8],
+        db: Option<&[u8]>,
+        plugin: &[u8],
+        attrs: Option<&[u8]>,
+    ) -> Vec<u8> {
         let mut p = Vec::new();
         p.extend_from_slice(&flags.to_le_bytes());
         p.extend_from_slice(&(1u32 << 24).to_le_bytes());
@@ -462,7 +479,10 @@ mod tests {
     fn parses_each_auth_data_encoding() {
         let base = caps::PROTOCOL_41 | caps::PLUGIN_AUTH;
         for (extra, auth) in [
-            (caps::PLUGIN_AUTH_LENENC_DATA | caps::SECURE_CONNECTION, &[1u8; 20][..]),
+            (
+                caps::PLUGIN_AUTH_LENENC_DATA | caps::SECURE_CONNECTION,
+                &[1u8; 20][..],
+            ),
             (caps::SECURE_CONNECTION, &[2u8; 20][..]),
             (0, &b"token-without-nul"[..]),
         ] {
@@ -485,7 +505,13 @@ mod tests {
             | caps::CONNECT_WITH_DB
             | caps::CONNECT_ATTRS;
         let a = attrs();
-        let p = response(flags, &[3; 20], Some(b"app"), b"caching_sha2_password", Some(&a));
+        let p = response(
+            flags,
+            &[3; 20],
+            Some(b"app"),
+            b"caching_sha2_password",
+            Some(&a),
+        );
         let ClientHello::Response(r) = parse_client_hello(&p).unwrap() else {
             panic!("not a response")
         };
@@ -551,7 +577,8 @@ mod tests {
         let ClientHello::Response(r) = parse_client_hello(&p).unwrap() else {
             panic!("not a response")
         };
-        let stream = caps::PROTOCOL_41 | caps::DEPRECATE_EOF | caps::MULTI_RESULTS | caps::SESSION_TRACK;
+        let stream =
+            caps::PROTOCOL_41 | caps::DEPRECATE_EOF | caps::MULTI_RESULTS | caps::SESSION_TRACK;
         assert_eq!(r.capabilities & !caps::LOGIN_ONLY, stream);
         assert_ne!(r.capabilities & caps::CONNECT_WITH_DB, 0);
         assert_ne!(r.capabilities & caps::CONNECT_ATTRS, 0);

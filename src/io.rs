@@ -24,7 +24,9 @@ pub enum IoStatus {
 fn classify(e: &std::io::Error) -> IoStatus {
     match e.kind() {
         ErrorKind::WouldBlock => IoStatus::Drained,
-        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted => IoStatus::Closed,
+        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted => {
+            IoStatus::Closed
+        }
         k => IoStatus::Failed(k),
     }
 }

@@ -49,7 +49,11 @@ fn parse_args(args: &[String]) -> Result<(Command, Option<String>), String> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "-c" | "--config" => {
-                file = Some(it.next().ok_or_else(|| format!("{a} needs a file name"))?.clone());
+                file = Some(
+                    it.next()
+                        .ok_or_else(|| format!("{a} needs a file name"))?
+                        .clone(),
+                );
             }
             "--check" => cmd = Command::Check,
             "--hash-password" => cmd = Command::HashPassword,

@@ -66,9 +66,15 @@ enum State {
         hello: Box<Response>,
     },
     /// Client verified; backend connect in progress.
-    Connecting { login: Box<Login>, deadline: Instant },
+    Connecting {
+        login: Box<Login>,
+        deadline: Instant,
+    },
     /// Backend connected; waiting for its HandshakeV10.
-    AwaitingBackendHandshake { login: Box<Login>, deadline: Instant },
+    AwaitingBackendHandshake {
+        login: Box<Login>,
+        deadline: Instant,
+    },
     /// HandshakeResponse41 sent to the backend; waiting for OK, ERR or
     /// AuthSwitchRequest with sequence id `seq`.
     AwaitingBackendAuth {
@@ -152,6 +158,9 @@ pub struct Pair {
     up_framer: Framer,
     down_framer: Framer,
     handshake_deadline: Instant,
+    /// Capabilities offered in the greeting: the client's choice is
+    /// narrowed to these, as the protocol's negotiation does.
+    offered: u32,
     /// Backend connection attempt number and server the pair wants now.
     attempt: u32,
     backend: Option<usize>,
@@ -192,6 +201,7 @@ impl Pair {
             up_framer: Framer::default(),
             down_framer: Framer::default(),
             handshake_deadline: ctx.now + ctx.cfg.handshake_timeout,
+            offered: capabilities,
             attempt: 0,
             backend: None,
             user: None,
@@ -232,11 +242,10 @@ impl Pair {
     /// are read only while the pair waits for them; client bytes may be read
     /// ahead, a pipelining client's commands wait in `up`.)
     pub fn may_read(&self, side: Side) -> bool {
-        match (&self.state, side) {
-            (State::Closing { .. }, _) => false,
-            (State::Connecting { .. }, Side::Backend) => false,
-            _ => true,
-        }
+        !matches!(
+            (&self.state, side),
+            (State::Closing { .. }, _) | (State::Connecting { .. }, Side::Backend)
+        )
     }
 
     /// May the loop write `up` to the backend? Only once logged in (or when
@@ -271,7 +280,8 @@ impl Pair {
         }
     }
 
-    /// Name of the current state, for logs.
+    /// Name of the current state, for logs and tests.
+    #[cfg(test)]
     pub fn state_name(&self) -> String {
         self.state.to_string()
     }
@@ -301,10 +311,16 @@ impl Pair {
                 // clean point: no earlier command still unsent, and the
                 // backend's last reply complete; else just close.
                 let header_at = offset as isize - 1 - HEADER_LEN as isize;
-                let clean = header_at <= 0 && self.down.is_empty() && self.down_framer.at_boundary();
+                let clean =
+                    header_at <= 0 && self.down.is_empty() && self.down_framer.at_boundary();
                 info!("conn={} client sent COM_CHANGE_USER; refused", self.id);
                 let next = if clean {
-                    self.refuse(Refusal::ChangeUserUnsupported, 1, EndReason::ChangeUser, ctx)
+                    self.refuse(
+                        Refusal::ChangeUserUnsupported,
+                        1,
+                        EndReason::ChangeUser,
+                        ctx,
+                    )
                 } else {
                     State::Closing {
                         reason: EndReason::ChangeUser,
@@ -345,13 +361,31 @@ impl Pair {
         let state = std::mem::replace(&mut self.state, State::Relaying);
         let next = match (state, ev) {
             // The side being flushed went away: nothing left to flush.
-            (State::Closing { reason, flush: Side::Client }, Event::ClientClosed(_)) => {
+            (
+                State::Closing {
+                    reason,
+                    flush: Side::Client,
+                },
+                Event::ClientClosed(_),
+            ) => {
                 self.down.clear(ctx.bufs);
-                State::Closing { reason, flush: Side::Client }
+                State::Closing {
+                    reason,
+                    flush: Side::Client,
+                }
             }
-            (State::Closing { reason, flush: Side::Backend }, Event::BackendFailed(_)) => {
+            (
+                State::Closing {
+                    reason,
+                    flush: Side::Backend,
+                },
+                Event::BackendFailed(_),
+            ) => {
                 self.up.clear(ctx.bufs);
-                State::Closing { reason, flush: Side::Backend }
+                State::Closing {
+                    reason,
+                    flush: Side::Backend,
+                }
             }
             // Anything else while closing changes nothing: the end is decided.
             (s @ State::Closing { .. }, _) => s,
@@ -370,11 +404,20 @@ impl Pair {
             }
 
             // HandshakeResponse41 (or SSLRequest / pre-4.1 response).
-            (State::AwaitingClientResponse { salt }, Event::ClientData) => self.on_client_response(salt, ctx),
+            (State::AwaitingClientResponse { salt }, Event::ClientData) => {
+                self.on_client_response(salt, ctx)
+            }
             // AuthSwitchResponse: the token for the salt of our switch request.
-            (State::AwaitingAuthSwitch { salt, hello }, Event::ClientData) => self.on_auth_switch_response(salt, hello, ctx),
+            (State::AwaitingAuthSwitch { salt, hello }, Event::ClientData) => {
+                self.on_auth_switch_response(salt, hello, ctx)
+            }
             // Pipelined client bytes during backend login wait in `up`.
-            (s @ (State::Connecting { .. } | State::AwaitingBackendHandshake { .. } | State::AwaitingBackendAuth { .. }), Event::ClientData) => s,
+            (
+                s @ (State::Connecting { .. }
+                | State::AwaitingBackendHandshake { .. }
+                | State::AwaitingBackendAuth { .. }),
+                Event::ClientData,
+            ) => s,
             // Relayed bytes were already scanned by `client_bytes_arrived`.
             (State::Relaying, Event::ClientData) => State::Relaying,
 
@@ -382,10 +425,18 @@ impl Pair {
             (State::Connecting { login, deadline }, Event::BackendConnected) => {
                 State::AwaitingBackendHandshake { login, deadline }
             }
-            (State::AwaitingBackendHandshake { login, deadline }, Event::BackendData) => self.on_backend_greeting(login, deadline, ctx),
-            (State::AwaitingBackendAuth { login, deadline, seq, switched }, Event::BackendData) => {
-                self.on_backend_auth_reply(login, deadline, seq, switched, ctx)
+            (State::AwaitingBackendHandshake { login, deadline }, Event::BackendData) => {
+                self.on_backend_greeting(login, deadline, ctx)
             }
+            (
+                State::AwaitingBackendAuth {
+                    login,
+                    deadline,
+                    seq,
+                    switched,
+                },
+                Event::BackendData,
+            ) => self.on_backend_auth_reply(login, deadline, seq, switched, ctx),
             (State::Relaying, Event::BackendData) => State::Relaying,
 
             // A backend attempt failed before login completed: next server.
@@ -430,7 +481,10 @@ impl Pair {
             | State::AwaitingBackendHandshake { login, .. }
             | State::AwaitingBackendAuth { login, .. } => Some(login.server),
             State::Relaying => self.backend,
-            State::Closing { flush: Side::Backend, .. } => self.backend,
+            State::Closing {
+                flush: Side::Backend,
+                ..
+            } => self.backend,
             _ => None,
         };
         if let State::Closing { .. } = next {
@@ -440,14 +494,22 @@ impl Pair {
             }
             self.to_backend.clear();
         }
-        if log::log_enabled!(log::Level::Trace) && std::mem::discriminant(&self.state) != std::mem::discriminant(&next) {
+        if log::log_enabled!(log::Level::Trace)
+            && std::mem::discriminant(&self.state) != std::mem::discriminant(&next)
+        {
             log::trace!("conn={} state={}=>{}", self.id, self.state, next);
         }
         self.state = next;
     }
 
     fn may_flush_up(&self, next: &State) -> bool {
-        matches!(next, State::Closing { flush: Side::Backend, .. })
+        matches!(
+            next,
+            State::Closing {
+                flush: Side::Backend,
+                ..
+            }
+        )
     }
 
     /// Queues bytes for the client (myroute's own packets).
@@ -471,7 +533,6 @@ impl Pair {
         }
     }
 
-
     fn on_client_response(&mut self, salt: [u8; scramble::LEN], ctx: &mut Ctx) -> State {
         let (seq, payload) = match take_packet(&mut self.up, max_payload(ctx)) {
             Ok(Some(p)) => p,
@@ -479,18 +540,35 @@ impl Pair {
             Err(e) => return self.bad_handshake(e, 2, ctx),
         };
         if seq != 1 {
-            return self.refuse(Refusal::PacketsOutOfOrder, seq.wrapping_add(1), EndReason::ProtocolError("sequence id"), ctx);
+            return self.refuse(
+                Refusal::PacketsOutOfOrder,
+                seq.wrapping_add(1),
+                EndReason::ProtocolError("sequence id"),
+                ctx,
+            );
         }
         let hello = match handshake::parse_client_hello(&payload) {
             Ok(ClientHello::Response(r)) => r,
             Ok(ClientHello::SslRequest) => {
-                return self.refuse(Refusal::SslUnsupported, 2, EndReason::ProtocolError("SSLRequest"), ctx)
+                return self.refuse(
+                    Refusal::SslUnsupported,
+                    2,
+                    EndReason::ProtocolError("SSLRequest"),
+                    ctx,
+                )
             }
             Ok(ClientHello::Pre41) => {
-                return self.refuse(Refusal::Pre41Client, 2, EndReason::ProtocolError("pre-4.1 client"), ctx)
+                return self.refuse(
+                    Refusal::Pre41Client,
+                    2,
+                    EndReason::ProtocolError("pre-4.1 client"),
+                    ctx,
+                )
             }
             Err(e) => return self.bad_handshake(e, 2, ctx),
         };
+        let mut hello = hello;
+        hello.capabilities &= self.offered;
         self.user = Some(hello.user.clone());
         if !hello.plugin.is_empty() && hello.plugin != NATIVE {
             // The token was made for another plugin (MySQL 8 clients start
@@ -508,25 +586,46 @@ impl Pair {
         self.verify(hello, &salt, 2, ctx)
     }
 
-    fn on_auth_switch_response(&mut self, salt: [u8; scramble::LEN], mut hello: Box<Response>, ctx: &mut Ctx) -> State {
+    fn on_auth_switch_response(
+        &mut self,
+        salt: [u8; scramble::LEN],
+        mut hello: Box<Response>,
+        ctx: &mut Ctx,
+    ) -> State {
         let (seq, payload) = match take_packet(&mut self.up, max_payload(ctx)) {
             Ok(Some(p)) => p,
             Ok(None) => return State::AwaitingAuthSwitch { salt, hello },
             Err(e) => return self.bad_handshake(e, 4, ctx),
         };
         if seq != 3 {
-            return self.refuse(Refusal::PacketsOutOfOrder, seq.wrapping_add(1), EndReason::ProtocolError("sequence id"), ctx);
+            return self.refuse(
+                Refusal::PacketsOutOfOrder,
+                seq.wrapping_add(1),
+                EndReason::ProtocolError("sequence id"),
+                ctx,
+            );
         }
         hello.auth = payload;
         self.verify(*hello, &salt, 4, ctx)
     }
 
     fn bad_handshake(&mut self, e: wire::Error, seq: u8, ctx: &mut Ctx) -> State {
-        self.refuse(Refusal::BadHandshake(e.to_string()), seq, EndReason::ProtocolError("bad handshake"), ctx)
+        self.refuse(
+            Refusal::BadHandshake(e.to_string()),
+            seq,
+            EndReason::ProtocolError("bad handshake"),
+            ctx,
+        )
     }
 
     /// Checks the client's token; on success starts the backend login.
-    fn verify(&mut self, hello: Response, salt: &[u8; scramble::LEN], next_seq: u8, ctx: &mut Ctx) -> State {
+    fn verify(
+        &mut self,
+        hello: Response,
+        salt: &[u8; scramble::LEN],
+        next_seq: u8,
+        ctx: &mut Ctx,
+    ) -> State {
         let user = ctx.cfg.user(&hello.user);
         // Unknown users are checked against a decoy hash, so they cost the
         // same and fail the same way as a wrong password.
@@ -589,20 +688,38 @@ impl Pair {
                 } else {
                     login.failures.join("; ")
                 };
-                warn!("conn={} client={} pool '{pool}' unreachable: {detail}", self.id, self.peer);
-                self.refuse(Refusal::PoolUnreachable { pool, detail }, login.client_seq, EndReason::PoolUnreachable, ctx)
+                warn!(
+                    "conn={} client={} pool '{pool}' unreachable: {detail}",
+                    self.id, self.peer
+                );
+                self.refuse(
+                    Refusal::PoolUnreachable { pool, detail },
+                    login.client_seq,
+                    EndReason::PoolUnreachable,
+                    ctx,
+                )
             }
         }
     }
 
-    fn backend_attempt_failed(&mut self, mut login: Box<Login>, why: String, ctx: &mut Ctx) -> State {
+    fn backend_attempt_failed(
+        &mut self,
+        mut login: Box<Login>,
+        why: String,
+        ctx: &mut Ctx,
+    ) -> State {
         let addr = ctx.pools.servers[login.server].addr;
         info!("conn={} backend {addr} failed: {why}", self.id);
         login.failures.push(format!("{addr}: {why}"));
         self.next_backend(login, ctx)
     }
 
-    fn on_backend_greeting(&mut self, login: Box<Login>, deadline: Instant, ctx: &mut Ctx) -> State {
+    fn on_backend_greeting(
+        &mut self,
+        login: Box<Login>,
+        deadline: Instant,
+        ctx: &mut Ctx,
+    ) -> State {
         let (seq, payload) = match take_packet(&mut self.down, max_payload(ctx)) {
             Ok(Some(p)) => p,
             Ok(None) => return State::AwaitingBackendHandshake { login, deadline },
@@ -615,7 +732,9 @@ impl Pair {
         }
         let g = match handshake::parse_greeting(&payload) {
             Ok(g) if seq == 0 => g,
-            Ok(_) => return self.backend_attempt_failed(login, "greeting out of sequence".into(), ctx),
+            Ok(_) => {
+                return self.backend_attempt_failed(login, "greeting out of sequence".into(), ctx)
+            }
             Err(e) => return self.backend_attempt_failed(login, format!("greeting: {e}"), ctx),
         };
         ctx.pools.servers[login.server].info = Some(BackendInfo {
@@ -630,7 +749,11 @@ impl Pair {
         let required = caps::PROTOCOL_41 | caps::SECURE_CONNECTION;
         let missing = (stream | required) & !g.capabilities;
         if missing != 0 {
-            return self.backend_attempt_failed(login, format!("lacks capabilities {missing:#x} the client negotiated"), ctx);
+            return self.backend_attempt_failed(
+                login,
+                format!("lacks capabilities {missing:#x} the client negotiated"),
+                ctx,
+            );
         }
         let token = match &login.stage1 {
             Some(stage1) => scramble::token_for(&g.salt, stage1).to_vec(),
@@ -646,15 +769,32 @@ impl Pair {
         }
     }
 
-    fn on_backend_auth_reply(&mut self, login: Box<Login>, deadline: Instant, seq: u8, switched: bool, ctx: &mut Ctx) -> State {
+    fn on_backend_auth_reply(
+        &mut self,
+        login: Box<Login>,
+        deadline: Instant,
+        seq: u8,
+        switched: bool,
+        ctx: &mut Ctx,
+    ) -> State {
         let Some((len, got_seq)) = wire::peek_header(&self.down) else {
-            return State::AwaitingBackendAuth { login, deadline, seq, switched };
+            return State::AwaitingBackendAuth {
+                login,
+                deadline,
+                seq,
+                switched,
+            };
         };
         if len > max_payload(ctx) {
             return self.backend_attempt_failed(login, "login reply too large".into(), ctx);
         }
         if self.down.len() < HEADER_LEN + len {
-            return State::AwaitingBackendAuth { login, deadline, seq, switched };
+            return State::AwaitingBackendAuth {
+                login,
+                deadline,
+                seq,
+                switched,
+            };
         }
         if got_seq != seq {
             return self.backend_attempt_failed(login, "login reply out of sequence".into(), ctx);
@@ -664,7 +804,10 @@ impl Pair {
             // client's sequence, and relaying begins right behind it.
             Some(0x00) => {
                 self.down.set_byte(3, login.client_seq);
-                debug!("conn={} logged in to {}", self.id, ctx.pools.servers[login.server].addr);
+                debug!(
+                    "conn={} logged in to {}",
+                    self.id, ctx.pools.servers[login.server].addr
+                );
                 State::Relaying
             }
             // ERR (unknown database, access denied, too many connections):
@@ -692,7 +835,9 @@ impl Pair {
                     _ => return self.backend_attempt_failed(login, "bad auth switch".into(), ctx),
                 };
                 match handshake::parse_auth_switch(&payload) {
-                    Ok((plugin, salt)) if plugin == NATIVE && salt.len() == scramble::LEN && !switched => {
+                    Ok((plugin, salt))
+                        if plugin == NATIVE && salt.len() == scramble::LEN && !switched =>
+                    {
                         let token = match &login.stage1 {
                             Some(stage1) => scramble::token_for(&salt, stage1).to_vec(),
                             None => Vec::new(),
@@ -715,7 +860,12 @@ impl Pair {
         }
     }
 
-    fn backend_plugin_unsupported(&mut self, login: Box<Login>, plugin: &[u8], ctx: &mut Ctx) -> State {
+    fn backend_plugin_unsupported(
+        &mut self,
+        login: Box<Login>,
+        plugin: &[u8],
+        ctx: &mut Ctx,
+    ) -> State {
         let addr = ctx.pools.servers[login.server].addr;
         let plugin = printable(plugin);
         warn!(
@@ -725,7 +875,12 @@ impl Pair {
         );
         let detail = format!("{addr} asks for auth plugin '{plugin}'; myroute logs in with mysql_native_password only");
         let pool = ctx.pools.pools[login.pool].name.clone();
-        self.refuse(Refusal::PoolUnreachable { pool, detail }, login.client_seq, EndReason::PoolUnreachable, ctx)
+        self.refuse(
+            Refusal::PoolUnreachable { pool, detail },
+            login.client_seq,
+            EndReason::PoolUnreachable,
+            ctx,
+        )
     }
 
     fn on_timeout(&mut self, state: State, ctx: &mut Ctx) -> State {
@@ -736,7 +891,12 @@ impl Pair {
                 | State::AwaitingBackendHandshake { login, .. }
                 | State::AwaitingBackendAuth { login, .. } => {
                     let seq = login.client_seq;
-                    self.refuse(Refusal::HandshakeTimeout, seq, EndReason::Timeout("handshake_timeout"), ctx)
+                    self.refuse(
+                        Refusal::HandshakeTimeout,
+                        seq,
+                        EndReason::Timeout("handshake_timeout"),
+                        ctx,
+                    )
                 }
                 State::Relaying => State::Relaying,
                 s @ State::Closing { .. } => s,
@@ -750,11 +910,15 @@ impl Pair {
         match state {
             State::Connecting { login, deadline }
             | State::AwaitingBackendHandshake { login, deadline }
-            | State::AwaitingBackendAuth { login, deadline, .. }
-                if ctx.now >= deadline =>
-            {
+            | State::AwaitingBackendAuth {
+                login, deadline, ..
+            } if ctx.now >= deadline => {
                 let ms = ctx.cfg.connect_timeout.as_millis();
-                self.backend_attempt_failed(login, format!("no answer within connect_timeout ({ms}ms)"), ctx)
+                self.backend_attempt_failed(
+                    login,
+                    format!("no answer within connect_timeout ({ms}ms)"),
+                    ctx,
+                )
             }
             s => s,
         }
@@ -765,8 +929,15 @@ impl Pair {
 /// backends support, always with CLIENT_MYSQL so clients send no MariaDB
 /// extended capabilities.
 pub fn advertised_caps(info: Option<&BackendInfo>) -> u32 {
-    let backend = info.map_or(caps::RELAYABLE & !(caps::QUERY_ATTRIBUTES | caps::OPTIONAL_RESULTSET_METADATA), |i| i.capabilities);
-    (caps::RELAYABLE & backend) | caps::LONG_PASSWORD | caps::PROTOCOL_41 | caps::SECURE_CONNECTION | caps::PLUGIN_AUTH
+    let backend = info.map_or(
+        caps::RELAYABLE & !(caps::QUERY_ATTRIBUTES | caps::OPTIONAL_RESULTSET_METADATA),
+        |i| i.capabilities,
+    );
+    (caps::RELAYABLE & backend)
+        | caps::LONG_PASSWORD
+        | caps::PROTOCOL_41
+        | caps::SECURE_CONNECTION
+        | caps::PLUGIN_AUTH
 }
 
 /// The largest connection-phase packet myroute accepts: one that fits a ring.
@@ -785,3 +956,644 @@ fn slice_at<'a>(a: &'a [u8], b: &'a [u8], offset: usize, len: usize) -> &'a [u8]
     }
 }
 
+#[cfg(test)]
+mod tests {
+    //! Each test is a short script: bytes in, expected bytes out, one state
+    //! at a time, with `now` stepped by hand.
+    use super::*;
+    use crate::wire::{put_lenenc_bytes, Reader};
+    use std::time::Duration;
+
+    const PW: &[u8] = b"password"; // *2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19
+    const CONF: &str = "\
+handshake_timeout = 10s
+connect_timeout = 1s
+pool.primary.servers = 127.0.0.1:1001
+pool.replicas.servers = 127.0.0.1:1002, 127.0.0.1:1003
+user.app_rw.password = *2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19
+user.app_rw.pool = primary
+user.app_ro.password = *2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19
+user.app_ro.pool = replicas
+user.nopw.password =
+user.nopw.pool = primary
+";
+
+    /// Everything a Ctx borrows, owned by the test.
+    struct World {
+        cfg: Config,
+        pools: Pools,
+        bufs: BufPool,
+        decoy: Secret,
+        now: Instant,
+        salts: u8,
+    }
+
+    impl World {
+        fn new() -> World {
+            let cfg = crate::config::parse(CONF).unwrap();
+            let mut pools = Pools::from_config(&cfg);
+            for s in &mut pools.servers {
+                s.info = Some(BackendInfo {
+                    version: "10.11.6-MariaDB".into(),
+                    capabilities: caps::RELAYABLE & !caps::LONG_PASSWORD,
+                    charset: 45,
+                });
+            }
+            World {
+                bufs: BufPool::new(cfg.buffer_size, 8),
+                cfg,
+                pools,
+                decoy: Secret([0x42; 20]),
+                now: Instant::now(),
+                salts: 0,
+            }
+        }
+
+        /// Runs `f` with a Ctx whose salts are 'a'*20, 'b'*20, ...
+        fn with<R>(&mut self, f: impl FnOnce(&mut Ctx) -> R) -> R {
+            let mut n = self.salts;
+            let mut salt = || {
+                n = n.wrapping_add(1);
+                [b'a' + n % 26; 20]
+            };
+            let r = {
+                let mut ctx = Ctx {
+                    now: self.now,
+                    cfg: &self.cfg,
+                    pools: &mut self.pools,
+                    bufs: &mut self.bufs,
+                    salt: &mut salt,
+                    decoy: &self.decoy,
+                };
+                f(&mut ctx)
+            };
+            self.salts = n;
+            r
+        }
+    }
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:40000".parse().unwrap()
+    }
+
+    /// Takes every whole packet queued for the client.
+    fn client_packets(p: &mut Pair) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Ok(Some(pkt)) = take_packet(&mut p.down, 1 << 20) {
+            out.push(pkt);
+        }
+        out
+    }
+
+    fn backend_packets(p: &mut Pair) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut r = Reader::new(&p.to_backend);
+        while r.remaining() >= 4 {
+            let h = r.bytes(4).unwrap();
+            let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
+            out.push((h[3], r.bytes(len).unwrap().to_vec()));
+        }
+        p.to_backend.clear();
+        out
+    }
+
+    fn from_client(w: &mut World, p: &mut Pair, seq: u8, payload: &[u8]) {
+        let mut pkt = Vec::new();
+        put_packet(&mut pkt, seq, payload);
+        w.with(|ctx| {
+            p.up.attach(ctx.bufs);
+            let before = p.up.len();
+            assert_eq!(p.up.push(&pkt), pkt.len());
+            p.client_bytes_arrived(before, pkt.len(), ctx);
+            p.handle(Event::ClientData, ctx);
+        });
+    }
+
+    fn from_backend(w: &mut World, p: &mut Pair, seq: u8, payload: &[u8]) {
+        let mut pkt = Vec::new();
+        put_packet(&mut pkt, seq, payload);
+        w.with(|ctx| {
+            p.down.attach(ctx.bufs);
+            let before = p.down.len();
+            assert_eq!(p.down.push(&pkt), pkt.len());
+            p.backend_bytes_arrived(before, pkt.len());
+            p.handle(Event::BackendData, ctx);
+        });
+    }
+
+    fn event(w: &mut World, p: &mut Pair, ev: Event) {
+        w.with(|ctx| p.handle(ev, ctx));
+    }
+
+    fn client_token(password: &[u8], salt: &[u8]) -> Vec<u8> {
+        if password.is_empty() {
+            return Vec::new();
+        }
+        let s1 = scramble::stage1_of(password);
+        scramble::token_for(salt, &s1).to_vec()
+    }
+
+    fn response(user: &[u8], token: &[u8], db: Option<&[u8]>, plugin: &[u8]) -> Vec<u8> {
+        let flags = caps::PROTOCOL_41
+            | caps::SECURE_CONNECTION
+            | caps::PLUGIN_AUTH
+            | caps::PLUGIN_AUTH_LENENC_DATA
+            | caps::DEPRECATE_EOF
+            | caps::MULTI_RESULTS
+            | caps::CONNECT_ATTRS
+            | caps::COMPRESS // not offered: must not reach the backend
+            | if db.is_some() { caps::CONNECT_WITH_DB } else { 0 };
+        let mut p = Vec::new();
+        p.extend_from_slice(&flags.to_le_bytes());
+        p.extend_from_slice(&(16u32 << 20).to_le_bytes());
+        p.push(33);
+        p.extend_from_slice(&[0; 23]);
+        p.extend_from_slice(user);
+        p.push(0);
+        put_lenenc_bytes(&mut p, token);
+        if let Some(db) = db {
+            p.extend_from_slice(db);
+            p.push(0);
+        }
+        p.extend_from_slice(plugin);
+        p.push(0);
+        let mut attrs = Vec::new();
+        put_lenenc_bytes(&mut attrs, b"_client_name");
+        put_lenenc_bytes(&mut attrs, b"test");
+        put_lenenc_bytes(&mut p, &attrs);
+        p
+    }
+
+    /// A new pair; returns it with the salt from its greeting.
+    fn greeted(w: &mut World) -> (Pair, Vec<u8>) {
+        let mut p = w.with(|ctx| Pair::new(7, peer(), ctx));
+        let pkts = client_packets(&mut p);
+        assert_eq!(pkts.len(), 1);
+        let (seq, greeting) = &pkts[0];
+        assert_eq!(*seq, 0);
+        let g = handshake::parse_greeting(greeting).unwrap();
+        (p, g.salt)
+    }
+
+    fn backend_greeting(salt: &[u8; 20]) -> Vec<u8> {
+        handshake::build_greeting(
+            "5.5.5-10.11.6-MariaDB",
+            99,
+            salt,
+            caps::RELAYABLE & !caps::LONG_PASSWORD,
+            45,
+        )
+    }
+
+    /// A pair logged in as `user` and waiting for the backend's auth reply.
+    fn awaiting_backend_auth(w: &mut World, user: &[u8]) -> Pair {
+        let (mut p, salt) = greeted(w);
+        from_client(
+            w,
+            &mut p,
+            1,
+            &response(user, &client_token(PW, &salt), None, NATIVE),
+        );
+        assert_eq!(p.state_name(), "CONNECTING");
+        event(w, &mut p, Event::BackendConnected);
+        from_backend(w, &mut p, 0, &backend_greeting(&[b'z'; 20]));
+        assert_eq!(p.state_name(), "AWAITING-BACKEND-AUTH");
+        backend_packets(&mut p);
+        p
+    }
+
+    fn relaying(w: &mut World) -> Pair {
+        let mut p = awaiting_backend_auth(w, b"app_rw");
+        from_backend(w, &mut p, 2, &[0, 0, 0, 2, 0, 0, 0]);
+        assert!(p.is_relaying());
+        client_packets(&mut p);
+        p
+    }
+
+    fn err_code(payload: &[u8]) -> (u16, String) {
+        parse_err(payload).expect("an ERR packet")
+    }
+
+    // ----- Tests for the AwaitingClientResponse state -----
+
+    #[test]
+    fn greeting_offers_native_auth_without_ssl_or_compression() {
+        let mut w = World::new();
+        let mut p = w.with(|ctx| Pair::new(7, peer(), ctx));
+        let (_, payload) = client_packets(&mut p).remove(0);
+        let g = handshake::parse_greeting(&payload).unwrap();
+        assert_eq!(g.version, "10.11.6-MariaDB");
+        assert_eq!(g.connection_id, 7);
+        assert_eq!(g.auth_plugin, NATIVE);
+        assert_eq!(g.salt.len(), 20);
+        assert_eq!(g.capabilities & (caps::SSL | caps::COMPRESS), 0);
+        assert_ne!(g.capabilities & caps::LONG_PASSWORD, 0, "CLIENT_MYSQL set");
+        assert_eq!(p.deadline(), Some(w.now + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn right_password_starts_the_backend_login_with_a_recomputed_token() {
+        let mut w = World::new();
+        let (mut p, salt) = greeted(&mut w);
+        from_client(
+            &mut w,
+            &mut p,
+            1,
+            &response(b"app_rw", &client_token(PW, &salt), Some(b"app"), NATIVE),
+        );
+        assert_eq!(p.backend(), Some((1, 0)), "primary's only server");
+        assert!(
+            client_packets(&mut p).is_empty(),
+            "no OK before the backend accepts"
+        );
+        event(&mut w, &mut p, Event::BackendConnected);
+        let bsalt = [b'q'; 20];
+        from_backend(&mut w, &mut p, 0, &backend_greeting(&bsalt));
+        let pkts = backend_packets(&mut p);
+        assert_eq!(pkts.len(), 1);
+        assert_eq!(pkts[0].0, 1);
+        let ClientHello::Response(r) = handshake::parse_client_hello(&pkts[0].1).unwrap() else {
+            panic!("not a HandshakeResponse41")
+        };
+        assert_eq!(r.user, b"app_rw");
+        assert_eq!(r.auth, client_token(PW, &bsalt));
+        assert_eq!(r.database.as_deref(), Some(&b"app"[..]));
+        assert_eq!(r.plugin, NATIVE);
+        assert_eq!(r.charset, 33);
+        assert_eq!(r.capabilities & caps::COMPRESS, 0);
+        assert_ne!(r.capabilities & caps::DEPRECATE_EOF, 0);
+        assert!(r.attrs.is_some());
+    }
+
+    #[test]
+    fn wrong_password_and_unknown_user_get_the_same_err_and_no_backend() {
+        let mut w = World::new();
+        let mut msgs = Vec::new();
+        for user in [&b"app_rw"[..], b"nobody"] {
+            let (mut p, salt) = greeted(&mut w);
+            from_client(
+                &mut w,
+                &mut p,
+                1,
+                &response(user, &client_token(b"wrong", &salt), None, NATIVE),
+            );
+            assert_eq!(p.backend(), None);
+            let pkts = client_packets(&mut p);
+            assert_eq!(pkts[0].0, 2, "ERR follows the response's sequence id");
+            let (code, msg) = err_code(&pkts[0].1);
+            assert_eq!(code, 1045);
+            assert_eq!(&pkts[0].1[3..9], b"#28000");
+            msgs.push(msg.replace(&*String::from_utf8_lossy(user), "U"));
+            assert_eq!(p.finished(), Some(&EndReason::AuthFailed));
+        }
+        assert_eq!(msgs[0], msgs[1]);
+        assert_eq!(
+            msgs[0],
+            "Access denied for user 'U'@'127.0.0.1' (using password: YES)"
+        );
+    }
+
+    #[test]
+    fn empty_passwords_follow_mysql() {
+        let mut w = World::new();
+        // No password given for an account that has one.
+        let (mut p, _) = greeted(&mut w);
+        from_client(&mut w, &mut p, 1, &response(b"app_rw", b"", None, NATIVE));
+        let (code, msg) = err_code(&client_packets(&mut p)[0].1);
+        assert_eq!(code, 1045);
+        assert!(msg.ends_with("(using password: NO)"));
+        // An account without password: empty token in, empty token out.
+        let (mut p, _) = greeted(&mut w);
+        from_client(&mut w, &mut p, 1, &response(b"nopw", b"", None, NATIVE));
+        event(&mut w, &mut p, Event::BackendConnected);
+        from_backend(&mut w, &mut p, 0, &backend_greeting(&[b'z'; 20]));
+        let ClientHello::Response(r) =
+            handshake::parse_client_hello(&backend_packets(&mut p)[0].1).unwrap()
+        else {
+            panic!()
+        };
+        assert!(r.auth.is_empty());
+        // ... and refuses a password.
+        let (mut p, salt) = greeted(&mut w);
+        from_client(
+            &mut w,
+            &mut p,
+            1,
+            &response(b"nopw", &client_token(b"x", &salt), None, NATIVE),
+        );
+        assert_eq!(err_code(&client_packets(&mut p)[0].1).0, 1045);
+    }
+
+    #[test]
+    fn user_names_match_exactly() {
+        let mut w = World::new();
+        for user in [&b"APP_RW"[..], b"app_rw ", b"app_r"] {
+            let (mut p, salt) = greeted(&mut w);
+            from_client(
+                &mut w,
+                &mut p,
+                1,
+                &response(user, &client_token(PW, &salt), None, NATIVE),
+            );
+            assert_eq!(err_code(&client_packets(&mut p)[0].1).0, 1045, "{user:?}");
+        }
+    }
+
+    #[test]
+    fn ssl_request_pre41_bad_sequence_and_garbage_get_err_and_close() {
+        let mut w = World::new();
+        let mut ssl = (caps::PROTOCOL_41 | caps::SSL).to_le_bytes().to_vec();
+        ssl.extend_from_slice(&[0; 28]);
+        let cases: [(u8, Vec<u8>, u16, u8); 4] = [
+            (1, ssl, 1043, 2),
+            (1, vec![0x85, 0x04, 0, 0, 0, b'u', 0], 1043, 2),
+            (5, response(b"app_rw", b"", None, NATIVE), 1156, 6),
+            (1, vec![0xFF; 40], 1043, 2),
+        ];
+        for (seq, payload, code, err_seq) in cases {
+            let (mut p, _) = greeted(&mut w);
+            from_client(&mut w, &mut p, seq, &payload);
+            let pkts = client_packets(&mut p);
+            assert_eq!(err_code(&pkts[0].1).0, code);
+            assert_eq!(pkts[0].0, err_seq);
+            assert!(p.finished().is_some());
+            assert_eq!(p.backend(), None);
+        }
+    }
+
+    #[test]
+    fn a_response_larger_than_the_ring_is_refused() {
+        let mut w = World::new();
+        let (mut p, _) = greeted(&mut w);
+        w.with(|ctx| {
+            p.up.attach(ctx.bufs);
+            assert_eq!(p.up.push(&[0xFF, 0xFF, 0x00, 1]), 4);
+            p.handle(Event::ClientData, ctx);
+        });
+        assert_eq!(err_code(&client_packets(&mut p)[0].1).0, 1043);
+    }
+
+    #[test]
+    fn silent_client_is_closed_at_handshake_timeout() {
+        let mut w = World::new();
+        let (mut p, _) = greeted(&mut w);
+        w.now += Duration::from_secs(10);
+        event(&mut w, &mut p, Event::Timeout);
+        assert_eq!(p.finished(), Some(&EndReason::Timeout("handshake_timeout")));
+    }
+
+    // ----- Tests for the AwaitingAuthSwitch state -----
+
+    #[test]
+    fn other_plugin_gets_auth_switch_with_a_fresh_salt() {
+        let mut w = World::new();
+        let (mut p, salt) = greeted(&mut w);
+        from_client(
+            &mut w,
+            &mut p,
+            1,
+            &response(b"app_rw", &[1; 32], None, b"caching_sha2_password"),
+        );
+        let pkts = client_packets(&mut p);
+        assert_eq!(pkts[0].0, 2);
+        let (plugin, new_salt) = handshake::parse_auth_switch(&pkts[0].1).unwrap();
+        assert_eq!(plugin, NATIVE);
+        assert_ne!(
+            new_salt, salt,
+            "a token is never checked twice against one salt"
+        );
+        // A token for the greeting's salt no longer works...
+        let (mut q, salt_q) = greeted(&mut w);
+        from_client(
+            &mut w,
+            &mut q,
+            1,
+            &response(b"app_rw", &[1; 32], None, b"caching_sha2_password"),
+        );
+        from_client(&mut w, &mut q, 3, &client_token(PW, &salt_q));
+        let pkts = client_packets(&mut q);
+        assert_eq!(pkts.last().unwrap().0, 4);
+        assert_eq!(err_code(&pkts.last().unwrap().1).0, 1045);
+        // ... the one for the switch's salt does.
+        from_client(&mut w, &mut p, 3, &client_token(PW, &new_salt));
+        assert_eq!(p.state_name(), "CONNECTING");
+        event(&mut w, &mut p, Event::BackendConnected);
+        from_backend(&mut w, &mut p, 0, &backend_greeting(&[b'z'; 20]));
+        from_backend(&mut w, &mut p, 2, &[0, 0, 0, 2, 0, 0, 0]);
+        let pkts = client_packets(&mut p);
+        assert_eq!(
+            pkts,
+            vec![(4, vec![0, 0, 0, 2, 0, 0, 0])],
+            "backend OK renumbered to 4"
+        );
+    }
+
+    #[test]
+    fn auth_switch_answer_of_the_wrong_length_is_access_denied() {
+        let mut w = World::new();
+        let (mut p, _) = greeted(&mut w);
+        from_client(
+            &mut w,
+            &mut p,
+            1,
+            &response(b"app_rw", &[1; 32], None, b"caching_sha2_password"),
+        );
+        client_packets(&mut p);
+        from_client(&mut w, &mut p, 3, &[7; 19]);
+        assert_eq!(err_code(&client_packets(&mut p)[0].1).0, 1045);
+    }
+
+    // ----- Tests for the Connecting and AwaitingBackend* states -----
+
+    #[test]
+    fn failed_servers_are_skipped_until_none_is_left() {
+        let mut w = World::new();
+        let (mut p, salt) = greeted(&mut w);
+        from_client(
+            &mut w,
+            &mut p,
+            1,
+            &response(b"app_ro", &client_token(PW, &salt), None, NATIVE),
+        );
+        let (a1, s1) = p.backend().unwrap();
+        event(
+            &mut w,
+            &mut p,
+            Event::BackendFailed("connection refused".into()),
+        );
+        let (a2, s2) = p.backend().unwrap();
+        assert!(a2 > a1 && s2 != s1, "the other replica");
+        // The second one times out.
+        w.now += Duration::from_secs(1);
+        event(&mut w, &mut p, Event::Timeout);
+        assert_eq!(p.backend(), None);
+        let pkts = client_packets(&mut p);
+        assert_eq!(pkts[0].0, 2);
+        let (code, msg) = err_code(&pkts[0].1);
+        assert_eq!(code, 1429);
+        assert_eq!(&pkts[0].1[3..9], b"#08S01");
+        assert!(
+            msg.contains("'replicas'")
+                && msg.contains("connection refused")
+                && msg.contains("connect_timeout"),
+            "{msg}"
+        );
+        assert_eq!(p.finished(), Some(&EndReason::PoolUnreachable));
+    }
+
+    #[test]
+    fn a_backend_refusing_before_greeting_is_skipped() {
+        let mut w = World::new();
+        let (mut p, salt) = greeted(&mut w);
+        from_client(
+            &mut w,
+            &mut p,
+            1,
+            &response(b"app_ro", &client_token(PW, &salt), None, NATIVE),
+        );
+        let first = p.backend().unwrap();
+        event(&mut w, &mut p, Event::BackendConnected);
+        let blocked = crate::errors::err_packet(0, 1129, "HY000", "Host is blocked");
+        from_backend(&mut w, &mut p, 0, &blocked[4..]);
+        assert_ne!(p.backend(), Some(first));
+        assert_eq!(p.state_name(), "CONNECTING");
+        assert!(client_packets(&mut p).is_empty());
+    }
+
+    #[test]
+    fn a_backend_without_a_negotiated_capability_is_skipped() {
+        let mut w = World::new();
+        let (mut p, salt) = greeted(&mut w);
+        from_client(
+            &mut w,
+            &mut p,
+            1,
+            &response(b"app_rw", &client_token(PW, &salt), None, NATIVE),
+        );
+        event(&mut w, &mut p, Event::BackendConnected);
+        let g = handshake::build_greeting(
+            "5.7.0",
+            1,
+            &[b'z'; 20],
+            caps::RELAYABLE & !caps::DEPRECATE_EOF,
+            8,
+        );
+        from_backend(&mut w, &mut p, 0, &g);
+        let (code, msg) = err_code(&client_packets(&mut p)[0].1);
+        assert_eq!(code, 1429);
+        assert!(msg.contains("lacks capabilities 0x1000000"), "{msg}");
+    }
+
+    #[test]
+    fn backend_auth_switch_to_native_is_answered_once() {
+        let mut w = World::new();
+        let mut p = awaiting_backend_auth(&mut w, b"app_rw");
+        let new_salt = [b'n'; 20];
+        from_backend(&mut w, &mut p, 2, &handshake::build_auth_switch(&new_salt));
+        assert_eq!(
+            backend_packets(&mut p),
+            vec![(3, client_token(PW, &new_salt))]
+        );
+        from_backend(&mut w, &mut p, 4, &[0, 0, 0, 2, 0, 0, 0]);
+        assert!(p.is_relaying());
+        assert_eq!(client_packets(&mut p)[0].0, 2);
+    }
+
+    #[test]
+    fn backend_asking_for_another_plugin_is_a_clear_error() {
+        let mut w = World::new();
+        let mut p = awaiting_backend_auth(&mut w, b"app_rw");
+        let mut switch = vec![0xFE];
+        switch.extend_from_slice(b"caching_sha2_password\0");
+        switch.extend_from_slice(&[1; 20]);
+        from_backend(&mut w, &mut p, 2, &switch);
+        let (code, msg) = err_code(&client_packets(&mut p)[0].1);
+        assert_eq!(code, 1429);
+        assert!(msg.contains("caching_sha2_password"));
+    }
+
+    #[test]
+    fn backend_err_is_relayed_as_it_is_then_closes() {
+        let mut w = World::new();
+        let mut p = awaiting_backend_auth(&mut w, b"app_rw");
+        let err = crate::errors::err_packet(2, 1049, "42000", "Unknown database 'x'");
+        from_backend(&mut w, &mut p, 2, &err[4..]);
+        assert_eq!(client_packets(&mut p), vec![(2, err[4..].to_vec())]);
+        assert_eq!(p.finished(), Some(&EndReason::BackendRefused(1049)));
+        assert_eq!(p.backend(), None);
+    }
+
+    #[test]
+    fn client_commands_pipelined_during_login_wait_for_it() {
+        let mut w = World::new();
+        let (mut p, salt) = greeted(&mut w);
+        let mut bytes = Vec::new();
+        put_packet(
+            &mut bytes,
+            1,
+            &response(b"app_rw", &client_token(PW, &salt), None, NATIVE),
+        );
+        put_packet(&mut bytes, 0, b"\x03SELECT 1");
+        w.with(|ctx| {
+            p.up.attach(ctx.bufs);
+            assert_eq!(p.up.push(&bytes), bytes.len());
+            p.client_bytes_arrived(0, bytes.len(), ctx);
+            p.handle(Event::ClientData, ctx);
+        });
+        assert!(!p.may_relay_up());
+        assert_eq!(p.up.len(), 13);
+        event(&mut w, &mut p, Event::BackendConnected);
+        from_backend(&mut w, &mut p, 0, &backend_greeting(&[b'z'; 20]));
+        from_backend(&mut w, &mut p, 2, &[0, 0, 0, 2, 0, 0, 0]);
+        assert!(p.may_relay_up());
+        assert_eq!(p.up.len(), 13);
+    }
+
+    // ----- Tests for the Relaying state -----
+
+    #[test]
+    fn change_user_is_refused_with_err_and_never_reaches_the_backend() {
+        let mut w = World::new();
+        let mut p = relaying(&mut w);
+        from_client(&mut w, &mut p, 0, b"\x11app_ro\0\x14aaaaaaaaaaaaaaaaaaaa\0");
+        assert!(p.up.is_empty());
+        assert_eq!(p.backend(), None);
+        let pkts = client_packets(&mut p);
+        assert_eq!(pkts[0].0, 1);
+        assert_eq!(err_code(&pkts[0].1).0, 1235);
+        assert_eq!(p.finished(), Some(&EndReason::ChangeUser));
+    }
+
+    #[test]
+    fn reset_connection_and_queries_pass_through() {
+        let mut w = World::new();
+        let mut p = relaying(&mut w);
+        from_client(&mut w, &mut p, 0, b"\x1f");
+        from_client(&mut w, &mut p, 0, b"\x03SELECT 1");
+        assert_eq!(p.up.len(), 5 + 13);
+        assert!(p.is_relaying());
+    }
+
+    #[test]
+    fn client_close_flushes_toward_the_backend_then_ends() {
+        let mut w = World::new();
+        let mut p = relaying(&mut w);
+        from_client(&mut w, &mut p, 0, b"\x01");
+        event(&mut w, &mut p, Event::ClientClosed(None));
+        assert_eq!(p.finished(), None, "COM_QUIT still to deliver");
+        w.with(|ctx| p.up.clear(ctx.bufs));
+        assert_eq!(p.finished(), Some(&EndReason::ClientClosed));
+    }
+
+    #[test]
+    fn backend_close_flushes_toward_the_client_then_ends() {
+        let mut w = World::new();
+        let mut p = relaying(&mut w);
+        from_backend(&mut w, &mut p, 1, b"\x00\x00\x00\x02\x00\x00\x00");
+        event(&mut w, &mut p, Event::BackendFailed("closed".into()));
+        assert_eq!(p.backend(), None);
+        assert_eq!(p.finished(), None);
+        client_packets(&mut p);
+        assert_eq!(p.finished(), Some(&EndReason::BackendClosed));
+    }
+}

@@ -194,6 +194,9 @@ mod tests {
             charset: 255,
         });
         let a = p.advertised().unwrap();
-        assert_eq!((a.version.as_str(), a.capabilities, a.charset), ("10.11.6-MariaDB", 0b101, 45));
+        assert_eq!(
+            (a.version.as_str(), a.capabilities, a.charset),
+            ("10.11.6-MariaDB", 0b101, 45)
+        );
     }
 }

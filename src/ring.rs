@@ -83,15 +83,6 @@ impl Ring {
         self.buf.is_some() && self.len == self.capacity()
     }
 
-    /// Free bytes once storage is attached: a detached ring can take a whole
-    /// buffer of the pool's size.
-    pub fn window(&self, pool: &BufPool) -> usize {
-        match &self.buf {
-            Some(b) => b.len() - self.len,
-            None => pool.buf_size(),
-        }
-    }
-
     /// Attaches storage from the pool if none is attached.
     pub fn attach(&mut self, pool: &mut BufPool) {
         if self.buf.is_none() {
@@ -254,12 +245,10 @@ mod tests {
 
     #[test]
     fn detached_ring_is_empty_and_not_full() {
-        let pool = BufPool::new(8, 4);
         let r = Ring::default();
         assert!(r.is_empty());
         assert!(!r.is_full());
         assert_eq!(r.capacity(), 0);
-        assert_eq!(r.window(&pool), 8);
         assert_eq!(r.as_slices(), (&[][..], &[][..]));
     }
 

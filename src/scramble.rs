@@ -53,6 +53,7 @@ pub fn hash_password(password: &[u8]) -> Secret {
 }
 
 /// `SHA1(password)` for a clear password (the stage1 a client would prove).
+#[cfg(test)]
 pub fn stage1_of(password: &[u8]) -> Secret {
     Secret(sha1(&[password]))
 }

@@ -46,7 +46,10 @@ pub fn peek_header(ring: &Ring) -> Option<(usize, u8)> {
     if ring.peek(0, &mut h) < HEADER_LEN {
         return None;
     }
-    Some((usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16, h[3]))
+    Some((
+        usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16,
+        h[3],
+    ))
 }
 
 /// Takes one whole packet out of `ring` if it is entirely buffered.
@@ -283,7 +286,16 @@ mod tests {
 
     #[test]
     fn lenenc_round_trip_at_every_width() {
-        for v in [0u64, 250, 251, 0xFFFF, 0x1_0000, 0xFF_FFFF, 0x100_0000, u64::MAX] {
+        for v in [
+            0u64,
+            250,
+            251,
+            0xFFFF,
+            0x1_0000,
+            0xFF_FFFF,
+            0x100_0000,
+            u64::MAX,
+        ] {
             let mut out = Vec::new();
             put_lenenc_int(&mut out, v);
             let mut r = Reader::new(&out);
@@ -300,7 +312,10 @@ mod tests {
         );
         assert!(Reader::new(&[0xFF]).lenenc_int().is_err());
         assert_eq!(Reader::new(&[0xFC, 1]).lenenc_int(), Err(Error::Truncated));
-        assert_eq!(Reader::new(&[0xFE, 1, 2, 3]).lenenc_int(), Err(Error::Truncated));
+        assert_eq!(
+            Reader::new(&[0xFE, 1, 2, 3]).lenenc_int(),
+            Err(Error::Truncated)
+        );
         // A huge claimed string length with nothing behind it.
         assert_eq!(
             Reader::new(&[0xFE, 0, 0, 0, 0, 0, 0, 0, 0x80]).lenenc_bytes(),
@@ -354,7 +369,12 @@ mod tests {
         // LOAD DATA LOCAL content packet (seq 2) whose first byte is 0x11.
         let mut stream = packet(2, &[0x11, 1, 2]);
         // A 16 MiB command followed by its continuation with seq 0 after wrap.
-        let mut big = vec![MAX_PAYLOAD as u8, (MAX_PAYLOAD >> 8) as u8, (MAX_PAYLOAD >> 16) as u8, 0];
+        let mut big = vec![
+            MAX_PAYLOAD as u8,
+            (MAX_PAYLOAD >> 8) as u8,
+            (MAX_PAYLOAD >> 16) as u8,
+            0,
+        ];
         big.push(0x03);
         big.resize(HEADER_LEN + MAX_PAYLOAD, b'x');
         stream.extend(&big);
