@@ -316,7 +316,11 @@ impl Proxy {
         self.slab[key] = Some(Conn {
             pair,
             client,
-            client_ready: Ready::default(),
+            // A just-accepted socket can take the greeting at once.
+            client_ready: Ready {
+                writable: true,
+                ..Ready::default()
+            },
             backend: None,
             armed: None,
             queued: true,
