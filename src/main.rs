@@ -6,17 +6,7 @@
 
 #![forbid(unsafe_code)]
 
-mod access;
-mod config;
-mod errors;
-mod event_loop;
-mod handshake;
-mod io;
-mod pair;
-mod pool;
-mod ring;
-mod scramble;
-mod wire;
+use myroute::{config, event_loop, scramble};
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;

@@ -1,0 +1,19 @@
+//! myroute: a small, auditable MySQL proxy that authenticates clients
+//! itself and routes each connection to a backend pool chosen by user name.
+//!
+//! The binary (`main.rs`) is a thin command line around [`event_loop`]; the
+//! modules are public so the parsers can be fuzzed and tested on their own.
+
+#![forbid(unsafe_code)]
+
+pub mod access;
+pub mod config;
+pub mod errors;
+pub mod event_loop;
+pub mod handshake;
+pub mod io;
+pub mod pair;
+pub mod pool;
+pub mod ring;
+pub mod scramble;
+pub mod wire;
