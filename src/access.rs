@@ -46,6 +46,55 @@ impl fmt::Display for EndReason {
     }
 }
 
+/// Lets through at most `burst` events per `window` and counts the rest, so
+/// an attacker cannot fill the disk with failed-login warnings.
+pub struct RateLimit {
+    window: Duration,
+    burst: u32,
+    started: Option<std::time::Instant>,
+    passed: u32,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    pub const fn new(window: Duration, burst: u32) -> RateLimit {
+        RateLimit {
+            window,
+            burst,
+            started: None,
+            passed: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether to log an event happening at `now`.
+    pub fn allow(&mut self, now: std::time::Instant) -> bool {
+        if self
+            .started
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.window)
+        {
+            self.started = Some(now);
+            self.passed = 0;
+        }
+        if self.passed < self.burst {
+            self.passed += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+
+    /// Once the window in which events were suppressed is over, returns how
+    /// many were (and forgets them), so the log can say so once.
+    pub fn take_suppressed(&mut self, now: std::time::Instant) -> Option<u64> {
+        let over = self
+            .started
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.window);
+        (over && self.suppressed > 0).then(|| std::mem::take(&mut self.suppressed))
+    }
+}
+
 /// Everything the access line reports about one finished connection.
 pub struct Record<'a> {
     pub id: u32,
@@ -113,6 +162,19 @@ mod tests {
             "conn=3 client=127.0.0.1:5000 user=app_ro pool=replicas server=127.0.0.1:23307 \
              duration=1.500s bytes_in=10 bytes_out=20 end=client-closed"
         );
+    }
+
+    #[test]
+    fn rate_limit_passes_a_burst_per_window_and_counts_the_rest() {
+        let t0 = std::time::Instant::now();
+        let mut r = RateLimit::new(Duration::from_secs(1), 3);
+        let passed = (0..10).filter(|_| r.allow(t0)).count();
+        assert_eq!(passed, 3);
+        assert_eq!(r.take_suppressed(t0), None, "window not over yet");
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(r.take_suppressed(t1), Some(7));
+        assert_eq!(r.take_suppressed(t1), None);
+        assert!(r.allow(t1));
     }
 
     #[test]

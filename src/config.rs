@@ -328,7 +328,8 @@ pub fn parse(text: &str) -> Result<Config, Error> {
                     format!("user '{name}' has a pool but no user.{name}.password"),
                 )
             }
-            (None, None) => unreachable!("a user entry exists only once one of its keys was seen"),
+            // Not reachable: an entry exists once one of its keys was seen.
+            (None, None) => continue,
         };
         let Some((pool_line, pool_name)) = pool else {
             return err(pw_line, format!("user '{name}' has no user.{name}.pool"));

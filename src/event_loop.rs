@@ -12,7 +12,7 @@
 //! Tokens: `key * 2` is a pair's client socket, `key * 2 + 1` its backend
 //! socket; the listener and the probes use tokens from the top of the range.
 
-use crate::access::{EndReason, Record};
+use crate::access::{EndReason, RateLimit, Record};
 use crate::config::Config;
 use crate::errors::parse_err;
 use crate::handshake::{self, caps, NATIVE};
@@ -38,6 +38,8 @@ const PROBE_BASE: usize = usize::MAX - 1;
 const MAX_ROUNDS: usize = 8;
 /// How long accepting pauses after the process ran out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(500);
+/// Failed-login warnings logged per second at most; the rest are counted.
+const LOGIN_WARNINGS_PER_SECOND: u32 = 10;
 /// Spare ring buffers kept for reuse.
 const SPARE_BUFFERS: usize = 256;
 
@@ -102,6 +104,7 @@ pub struct Proxy {
     stamp: u64,
     next_id: u32,
     decoy: Secret,
+    login_warnings: RateLimit,
     /// The listener has connections we have not accepted yet.
     listener_ready: bool,
     accept_paused_until: Option<Instant>,
@@ -148,6 +151,7 @@ impl Proxy {
             stamp: 0,
             next_id: 1,
             decoy: Secret(random20()),
+            login_warnings: RateLimit::new(Duration::from_secs(1), LOGIN_WARNINGS_PER_SECOND),
             listener_ready: false,
             accept_paused_until: None,
             probes: Vec::new(),
@@ -212,6 +216,9 @@ impl Proxy {
             self.accept(now);
             self.run_pending(now);
             self.free.append(&mut self.closed);
+            if let Some(n) = self.login_warnings.take_suppressed(now) {
+                warn!("{n} more failed logins in the last second were not logged one by one");
+            }
         }
     }
 
@@ -238,7 +245,18 @@ impl Proxy {
             if let Some(Some(conn)) = self.slab.get_mut(key) {
                 conn.queued = false;
             }
-            self.drive(key, now);
+            self.drive_guarded(key, now);
+        }
+    }
+
+    /// Runs `drive` so that a bug that panics while serving one pair ends
+    /// that pair, not the process and everyone else's connections.
+    fn drive_guarded(&mut self, key: usize, now: Instant) {
+        let served =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.drive(key, now)));
+        if served.is_err() {
+            error!("conn key={key}: internal error while serving it; closing it");
+            self.close(key, EndReason::ProtocolError("internal error"), now);
         }
     }
 
@@ -311,6 +329,7 @@ impl Proxy {
             bufs: &mut self.bufs,
             salt: &mut salt,
             decoy: &self.decoy,
+            login_warnings: &mut self.login_warnings,
         };
         let pair = Pair::new(id, peer, &mut ctx);
         self.slab[key] = Some(Conn {
@@ -339,6 +358,7 @@ impl Proxy {
             bufs,
             cfg,
             decoy,
+            login_warnings,
             poll,
             pending,
             ..
@@ -354,6 +374,7 @@ impl Proxy {
             bufs,
             salt: &mut salt,
             decoy,
+            login_warnings,
         };
         let mut rounds = 0;
         loop {
@@ -425,9 +446,17 @@ impl Proxy {
                 bufs: &mut self.bufs,
                 salt: &mut salt,
                 decoy: &self.decoy,
+                login_warnings: &mut self.login_warnings,
             };
-            conn.pair.handle(Event::Timeout, &mut ctx);
-            self.drive(key, now);
+            let timed_out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                conn.pair.handle(Event::Timeout, &mut ctx);
+            }));
+            if timed_out.is_err() {
+                error!("conn key={key}: internal error at its deadline; closing it");
+                self.close(key, EndReason::ProtocolError("internal error"), now);
+                continue;
+            }
+            self.drive_guarded(key, now);
         }
     }
 

@@ -72,6 +72,21 @@ fn load(path: &str) -> Result<config::Config, String> {
     })
 }
 
+/// The file holds password hashes: they can be cracked offline, and one
+/// together with a sniffed login exchange lets an attacker log in. Warn when
+/// anyone on the host may read it.
+fn warn_if_world_readable(path: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o004 != 0 {
+            log::warn!(
+                "{path} is readable by other users (mode {mode:03o}); it holds password hashes: chmod o-r {path}"
+            );
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (cmd, file) = match parse_args(&args) {
@@ -134,6 +149,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            warn_if_world_readable(&path);
             let mut proxy = match event_loop::Proxy::bind(cfg) {
                 Ok(p) => p,
                 Err(e) => {

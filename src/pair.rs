@@ -26,7 +26,7 @@
 //! during login, the backend's after). During login the backend's replies
 //! are read into `down` too and consumed there before any reach the client.
 
-use crate::access::{printable, EndReason};
+use crate::access::{printable, EndReason, RateLimit};
 use crate::config::Config;
 use crate::errors::{parse_err, Refusal};
 use crate::handshake::{self, caps, ClientHello, Response, NATIVE};
@@ -54,6 +54,8 @@ pub struct Ctx<'a> {
     /// Hash checked for unknown users, so they take the same path as a
     /// wrong password.
     pub decoy: &'a Secret,
+    /// Bounds the failed-login warnings.
+    pub login_warnings: &'a mut RateLimit,
 }
 
 /// What the pair is waiting for, with the data that phase needs.
@@ -621,7 +623,7 @@ impl Pair {
     /// Checks the client's token; on success starts the backend login.
     fn verify(
         &mut self,
-        hello: Response,
+        mut hello: Response,
         salt: &[u8; scramble::LEN],
         next_seq: u8,
         ctx: &mut Ctx,
@@ -639,17 +641,23 @@ impl Pair {
             None => hello.auth.is_empty().then_some(None),
             Some(s2) => scramble::check_token(salt, s2, &hello.auth).map(Some),
         };
+        let using_password = !hello.auth.is_empty();
+        // The token has served its purpose; do not keep it around.
+        hello.auth.fill(0);
+        hello.auth.clear();
         let (Some(user), Some(stage1)) = (user, stage1) else {
-            warn!(
-                "login failed: conn={} client={} user={} (wrong password or unknown user)",
-                self.id,
-                self.peer.ip(),
-                printable(&hello.user)
-            );
+            if ctx.login_warnings.allow(ctx.now) {
+                warn!(
+                    "login failed: conn={} client={} user={} (wrong password or unknown user)",
+                    self.id,
+                    self.peer.ip(),
+                    printable(&hello.user)
+                );
+            }
             let refusal = Refusal::AccessDenied {
                 user: String::from_utf8_lossy(&hello.user).into_owned(),
                 host: self.peer.ip().to_string(),
-                using_password: !hello.auth.is_empty(),
+                using_password,
             };
             return self.refuse(refusal, next_seq, EndReason::AuthFailed, ctx);
         };
@@ -986,6 +994,7 @@ user.nopw.pool = primary
         decoy: Secret,
         now: Instant,
         salts: u8,
+        warnings: RateLimit,
     }
 
     impl World {
@@ -1006,6 +1015,7 @@ user.nopw.pool = primary
                 decoy: Secret([0x42; 20]),
                 now: Instant::now(),
                 salts: 0,
+                warnings: RateLimit::new(Duration::from_secs(1), 10),
             }
         }
 
@@ -1024,6 +1034,7 @@ user.nopw.pool = primary
                     bufs: &mut self.bufs,
                     salt: &mut salt,
                     decoy: &self.decoy,
+                    login_warnings: &mut self.warnings,
                 };
                 f(&mut ctx)
             };
