@@ -643,7 +643,10 @@ fn pump_client_in(conn: &mut Conn, ctx: &mut Ctx) -> bool {
     let (n, st) = read_into(&mut pair.up, &mut conn.client, conn.client_ready.hup);
     if n > 0 {
         pair.client_bytes_arrived(before, n, ctx);
-        pair.handle(Event::ClientData, ctx);
+        // While relaying, the scan above is all the pair needs to see.
+        if !pair.is_relaying() {
+            pair.handle(Event::ClientData, ctx);
+        }
     }
     pair.up.release_if_empty(ctx.bufs);
     match st {
@@ -701,7 +704,9 @@ fn pump_backend_in(conn: &mut Conn, ctx: &mut Ctx) -> bool {
     let (n, st) = read_into(&mut pair.down, &mut b.stream, b.ready.hup);
     if n > 0 {
         pair.backend_bytes_arrived(before, n);
-        pair.handle(Event::BackendData, ctx);
+        if !pair.is_relaying() {
+            pair.handle(Event::BackendData, ctx);
+        }
     }
     pair.down.release_if_empty(ctx.bufs);
     match st {

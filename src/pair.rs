@@ -812,6 +812,9 @@ impl Pair {
             // client's sequence, and relaying begins right behind it.
             Some(0x00) => {
                 self.down.set_byte(3, login.client_seq);
+                // Login bytes are done with; an idle relaying pair keeps
+                // no buffer of its own.
+                self.to_backend = Vec::new();
                 debug!(
                     "conn={} logged in to {}",
                     self.id, ctx.pools.servers[login.server].addr
