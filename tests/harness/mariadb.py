@@ -1,0 +1,285 @@
+"""Throw-away MariaDB servers on loopback for the end-to-end tests.
+
+One template datadir is initialised with mariadb-install-db and copied for
+each instance.  Every instance gets its own port (below the ephemeral range),
+socket, pid file and error log under one temporary directory, which is
+removed when the cluster stops.
+"""
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+
+import pymysql
+
+from . import util
+from .accounts import USERS
+from .protocol import password_hash
+
+SETUP_SQL = [
+    "CREATE DATABASE app",
+    "CREATE TABLE app.items (id INT PRIMARY KEY, name VARCHAR(64) NOT NULL, qty INT NOT NULL)",
+    "INSERT INTO app.items VALUES (1, 'apple', 3), (2, 'pear', 5), (3, 'plum', 7)",
+    "CREATE TABLE app.blobs (id INT AUTO_INCREMENT PRIMARY KEY, tag VARCHAR(64) NOT NULL, data LONGBLOB NOT NULL)",
+    """CREATE PROCEDURE app.two_results(IN n INT)
+       BEGIN
+         SELECT n AS first_value;
+         SELECT name, qty FROM app.items WHERE id <= n ORDER BY id;
+       END""",
+    # app_rw: everything on `app` and on every name starting with "app", so
+    # that it sees 1049 (unknown database) rather than 1044 for app_missing.
+    "CREATE USER 'app_rw'@'%%' IDENTIFIED VIA mysql_native_password USING PASSWORD('%s')" % USERS["app_rw"],
+    "GRANT ALL PRIVILEGES ON `app%`.* TO 'app_rw'@'%'",
+    "CREATE USER 'app_ro'@'%%' IDENTIFIED VIA mysql_native_password USING PASSWORD('%s')" % USERS["app_ro"],
+    "GRANT SELECT ON app.* TO 'app_ro'@'%'",
+    "CREATE USER 'nopw'@'%' IDENTIFIED VIA mysql_native_password USING ''",
+    "GRANT SELECT ON app.* TO 'nopw'@'%'",
+]
+
+
+def _which(name, extra=("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin")):
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in extra:
+        p = os.path.join(d, name)
+        if os.access(p, os.X_OK):
+            return p
+    raise RuntimeError("%s not found; run tests/setup-deps.sh" % name)
+
+
+def _tail(path, n=40):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError as e:
+        return "(cannot read %s: %s)" % (path, e)
+
+
+class MariaDB:
+    """One mariadbd process."""
+
+    def __init__(self, name, basedir, datadir, port, as_root):
+        self.name = name
+        self.port = port
+        self.host = "127.0.0.1"
+        self.dir = basedir
+        self.datadir = datadir
+        self.socket = os.path.join(basedir, "mysqld.sock")
+        self.pidfile = os.path.join(basedir, "mysqld.pid")
+        self.errlog = os.path.join(basedir, "error.log")
+        self.as_root = as_root
+        self.proc = None
+        self.version = None
+
+    @property
+    def address(self):
+        return "%s:%d" % (self.host, self.port)
+
+    def start(self):
+        args = [
+            _which("mariadbd"),
+            "--no-defaults",
+            "--datadir=" + self.datadir,
+            "--port=%d" % self.port,
+            "--bind-address=127.0.0.1",
+            "--socket=" + self.socket,
+            "--pid-file=" + self.pidfile,
+            "--log-error=" + self.errlog,
+            "--skip-name-resolve",
+            "--max-allowed-packet=64M",
+            "--query-cache-type=0",
+            "--query-cache-size=0",
+            "--innodb-buffer-pool-size=32M",
+            "--innodb-log-file-size=16M",
+            "--innodb-flush-log-at-trx-commit=0",
+            "--innodb-doublewrite=0",
+            "--performance-schema=OFF",
+            "--max-connections=300",
+            "--max-connect-errors=100000",
+            "--key-buffer-size=1M",
+            "--aria-pagecache-buffer-size=8M",
+            "--table-open-cache=200",
+            "--thread-cache-size=16",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_general_ci",
+        ]
+        if self.as_root:
+            args.append("--user=mysql")
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+
+    def _alive_or_fail(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError("mariadbd %s exited with status %s; error log:\n%s"
+                               % (self.name, self.proc.returncode, _tail(self.errlog)))
+
+    def wait_ready(self, timeout=60):
+        def ready():
+            self._alive_or_fail()
+            if not util.is_listening(self.port):
+                return False
+            try:
+                conn = self.admin()
+            except pymysql.err.OperationalError:
+                return False
+            conn.close()
+            return True
+        util.wait_until(ready, timeout, interval=0.05,
+                        what=lambda: "mariadbd %s on port %d; error log:\n%s"
+                        % (self.name, self.port, _tail(self.errlog)))
+
+    def admin(self, **kw):
+        """A root connection over the instance's unix socket."""
+        return pymysql.connect(unix_socket=self.socket, user="root", password="",
+                               autocommit=True, connect_timeout=5, **kw)
+
+    def admin_query(self, sql, args=None):
+        conn = self.admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+    def connect(self, user, password=None, **kw):
+        """A direct (not proxied) TCP connection as `user`."""
+        if password is None:
+            password = USERS[user]
+        return pymysql.connect(host=self.host, port=self.port, user=user,
+                               password=password, connect_timeout=5, **kw)
+
+    def setup(self):
+        conn = self.admin()
+        try:
+            with conn.cursor() as cur:
+                for sql in SETUP_SQL:
+                    cur.execute(sql)
+                cur.execute("SELECT @@version")
+                self.version = cur.fetchone()[0]
+                for user, pw in USERS.items():
+                    cur.execute("SELECT authentication_string, plugin FROM mysql.user "
+                                "WHERE user = %s AND host = '%%'", (user,))
+                    row = cur.fetchone()
+                    assert row == (password_hash(pw), "mysql_native_password"), (user, row)
+        finally:
+            conn.close()
+
+    def sessions(self, user):
+        """Number of sessions of `user` on this server (from its processlist)."""
+        rows = self.admin_query(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = %s", (user,))
+        return rows[0][0]
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=15)
+        self.proc = None
+
+
+class Cluster:
+    """N independent MariaDB servers: instance 0 is "primary", the others
+    "replica1", "replica2", ... (independent servers; no replication)."""
+
+    def __init__(self, count=3):
+        self.count = count
+        self.tmp = None
+        self.servers = []
+
+    @property
+    def primary(self):
+        return self.servers[0]
+
+    @property
+    def replicas(self):
+        return self.servers[1:]
+
+    def by_port(self, port):
+        for s in self.servers:
+            if s.port == port:
+                return s
+        raise KeyError(port)
+
+    def start(self):
+        as_root = os.geteuid() == 0
+        self.tmp = tempfile.mkdtemp(prefix="myroute-e2e-db-")
+        try:
+            self._start(as_root)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, as_root):
+        # mariadbd runs as "mysql" when we are root: it must reach its files.
+        os.chmod(self.tmp, 0o755)
+        template = os.path.join(self.tmp, "template")
+        os.mkdir(template)
+        ids = None
+        if as_root:
+            pw = pwd.getpwnam("mysql")
+            ids = (pw.pw_uid, pw.pw_gid)
+            os.chown(template, *ids)
+        args = [_which("mariadb-install-db"), "--no-defaults", "--datadir=" + template,
+                "--auth-root-authentication-method=normal", "--skip-test-db"]
+        if as_root:
+            args.append("--user=mysql")
+        res = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, timeout=120)
+        if res.returncode != 0:
+            raise RuntimeError("mariadb-install-db failed (%d):\n%s"
+                               % (res.returncode, res.stdout.decode(errors="replace")[-4000:]))
+        names = ["primary"] + ["replica%d" % i for i in range(1, self.count)]
+        for name in names:
+            base = os.path.join(self.tmp, name)
+            os.mkdir(base)
+            datadir = os.path.join(base, "data")
+            shutil.copytree(template, datadir, symlinks=True)
+            if ids:
+                for root, dirs, files in os.walk(base):
+                    os.chown(root, *ids)
+                    for f in files:
+                        os.chown(os.path.join(root, f), *ids)
+            self.servers.append(MariaDB(name, base, datadir, util.free_port(), as_root))
+        for s in self.servers:
+            s.start()
+        for s in self.servers:
+            s.wait_ready()
+        for s in self.servers:
+            s.setup()
+
+    def wait_no_sessions(self, user, timeout=10):
+        """Waits until no server has a session of `user`: the proxy has
+        finished with every earlier connection of that user."""
+        util.wait_until(lambda: all(s.sessions(user) == 0 for s in self.servers), timeout,
+                        what=lambda: "no %s sessions; now %s" % (
+                            user, {s.name: s.sessions(user) for s in self.servers}))
+
+    def stop(self):
+        errors = []
+        for s in self.servers:
+            try:
+                s.stop()
+            except Exception as e:  # keep stopping the others
+                errors.append(e)
+        self.servers = []
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+        if errors:
+            raise errors[0]
