@@ -267,8 +267,12 @@ impl Proxy {
             return;
         }
         if let Some(until) = self.probing_until {
-            if now < until && self.probes.iter().any(Option::is_some) {
-                return; // greet only once the backends' version is known
+            // Greet once a backend has told its version (or none can).
+            let waiting = now < until
+                && self.pools.advertised().is_none()
+                && self.probes.iter().any(Option::is_some);
+            if waiting {
+                return;
             }
             self.probing_until = None;
         }
