@@ -306,25 +306,23 @@ pub fn parse_client_hello(payload: &[u8]) -> Result<ClientHello, Error> {
 }
 
 /// Builds the HandshakeResponse41 myroute sends a backend on the client's
-/// behalf: the client's capabilities (login-only flags set as this login
-/// needs them), its max packet, character set, user, database and
-/// attributes, with a mysql_native_password token.
+/// behalf: the client's capabilities, max packet, character set, user,
+/// database and attributes, with a mysql_native_password token. Of the
+/// flags, only what this login itself needs is changed: plugin auth with a
+/// 20-byte token; length-encoded auth data and attributes only where the
+/// backend takes them.
 pub fn build_response(client: &Response, backend_caps: u32, token: &[u8]) -> Vec<u8> {
-    let mut flags = (client.capabilities & !caps::LOGIN_ONLY)
-        | caps::LONG_PASSWORD
-        | caps::SECURE_CONNECTION
-        | caps::PLUGIN_AUTH
-        | caps::PLUGIN_AUTH_LENENC_DATA;
-    flags &= !caps::PLUGIN_AUTH_LENENC_DATA | backend_caps;
-    if client.database.is_some() {
-        flags |= caps::CONNECT_WITH_DB;
-    }
+    let mut flags = client.capabilities | caps::SECURE_CONNECTION | caps::PLUGIN_AUTH;
+    flags &= !(caps::PLUGIN_AUTH_LENENC_DATA | caps::CONNECT_ATTRS) | backend_caps;
     let attrs = client
         .attrs
         .as_ref()
-        .filter(|_| backend_caps & caps::CONNECT_ATTRS != 0);
-    if attrs.is_some() {
-        flags |= caps::CONNECT_ATTRS;
+        .filter(|_| flags & caps::CONNECT_ATTRS != 0);
+    if attrs.is_none() {
+        flags &= !caps::CONNECT_ATTRS;
+    }
+    if client.database.is_some() {
+        flags |= caps::CONNECT_WITH_DB;
     }
     let mut p = Vec::with_capacity(128);
     p.extend_from_slice(&flags.to_le_bytes());
@@ -339,8 +337,9 @@ pub fn build_response(client: &Response, backend_caps: u32, token: &[u8]) -> Vec
         p.push(token.len() as u8);
         p.extend_from_slice(token);
     }
-    if let Some(db) = &client.database {
-        p.extend_from_slice(db);
+    if flags & caps::CONNECT_WITH_DB != 0 {
+        // Some clients set the flag with an empty name; so does this.
+        p.extend_from_slice(client.database.as_deref().unwrap_or_default());
         p.push(0);
     }
     p.extend_from_slice(NATIVE);
@@ -563,7 +562,9 @@ mod tests {
                 | caps::DEPRECATE_EOF
                 | caps::MULTI_RESULTS
                 | caps::SESSION_TRACK
-                | caps::SECURE_CONNECTION,
+                | caps::SECURE_CONNECTION
+                | caps::CONNECT_ATTRS
+                | caps::REMEMBER_OPTIONS,
             max_packet: 1 << 24,
             charset: 45,
             user: b"app_rw".to_vec(),
@@ -580,6 +581,16 @@ mod tests {
         let stream =
             caps::PROTOCOL_41 | caps::DEPRECATE_EOF | caps::MULTI_RESULTS | caps::SESSION_TRACK;
         assert_eq!(r.capabilities & !caps::LOGIN_ONLY, stream);
+        assert_ne!(
+            r.capabilities & caps::REMEMBER_OPTIONS,
+            0,
+            "kept as the client chose"
+        );
+        assert_eq!(
+            r.capabilities & caps::LONG_PASSWORD,
+            0,
+            "not set by the client, not set here"
+        );
         assert_ne!(r.capabilities & caps::CONNECT_WITH_DB, 0);
         assert_ne!(r.capabilities & caps::CONNECT_ATTRS, 0);
         assert_eq!(r.auth, token);
