@@ -4,83 +4,54 @@
 //! Every mistake is an error carrying its line number; nothing falls back to a
 //! silent default. Pure: `parse` takes the file's text, not its path.
 
-use crate::scramble::{parse_hash, Secret};
+use crate::scramble::{parse_hash, stage1_of, Secret};
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
-
-/// What kind of value a key takes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Kind {
-    Address,
-    Text,
-    Size,
-    Duration,
-    AddressList,
-    Hash,
-    PoolName,
-}
 
 /// One configuration key. Names with `NAME` in them are patterns: the part
 /// between the fixed prefix and suffix is a pool or user name.
 pub struct Key {
     pub name: &'static str,
-    pub kind: Kind,
     /// The default as written in the file; `None` for keys that are
     /// required or have no default.
     pub default: Option<&'static str>,
 }
 
+const fn key(name: &'static str, default: Option<&'static str>) -> Key {
+    Key { name, default }
+}
+
 /// Every key myroute knows. `man/myroute.conf.5` documents each (a unit test
-/// checks that).
+/// checks that), and parsing takes its defaults from here.
 pub const KEYS: &[Key] = &[
-    Key {
-        name: "listen",
-        kind: Kind::Address,
-        default: Some("127.0.0.1:3306"),
-    },
-    Key {
-        name: "server_version",
-        kind: Kind::Text,
-        default: None,
-    },
-    Key {
-        name: "buffer_size",
-        kind: Kind::Size,
-        default: Some("16384"),
-    },
-    Key {
-        name: "connect_timeout",
-        kind: Kind::Duration,
-        default: Some("5s"),
-    },
-    Key {
-        name: "handshake_timeout",
-        kind: Kind::Duration,
-        default: Some("10s"),
-    },
-    Key {
-        name: "pool.NAME.servers",
-        kind: Kind::AddressList,
-        default: None,
-    },
-    Key {
-        name: "user.NAME.password",
-        kind: Kind::Hash,
-        default: None,
-    },
-    Key {
-        name: "user.NAME.pool",
-        kind: Kind::PoolName,
-        default: None,
-    },
+    key("listen", Some("127.0.0.1:3306")),
+    key("server_version", None),
+    key("buffer_size", Some("16384")),
+    key("max_clients", Some("4096")),
+    key("connect_timeout", Some("5s")),
+    key("handshake_timeout", Some("10s")),
+    key("idle_timeout", Some("0")),
+    key("source_address", None),
+    key("health.interval", Some("2s")),
+    key("health.fall", Some("3")),
+    key("health.rise", Some("2")),
+    key("health.user", None),
+    key("health.password", None),
+    key("pool.NAME.servers", None),
+    key("pool.NAME.role", Some("any")),
+    key("pool.NAME.fallback", None),
+    key("user.NAME.password", None),
+    key("user.NAME.pool", None),
 ];
 
 /// Smallest and largest `buffer_size`: a ring must hold any connection-phase
 /// packet, and 16 MiB is the largest single MySQL packet.
 pub const MIN_BUFFER: usize = 4096;
 pub const MAX_BUFFER: usize = 16 << 20;
+/// Largest server weight.
+pub const MAX_WEIGHT: u32 = 1000;
 
 /// A configuration error at a line (1-based; 0 when it concerns the file as
 /// a whole).
@@ -103,11 +74,33 @@ fn err<T>(line: usize, msg: impl Into<String>) -> Result<T, Error> {
     })
 }
 
+/// What `read_only` a pool's servers must report to count as up for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `read_only = 0`: the one that takes writes.
+    Primary,
+    /// `read_only = 1`.
+    Replica,
+    /// Either.
+    Any,
+}
+
+/// One server of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConf {
+    pub addr: SocketAddr,
+    /// Least-connections compares active connections divided by this.
+    pub weight: u32,
+}
+
 /// A pool of backend servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConf {
     pub name: String,
-    pub servers: Vec<SocketAddr>,
+    pub servers: Vec<ServerConf>,
+    pub role: Role,
+    /// Index of the pool used when no server of this one is up.
+    pub fallback: Option<usize>,
 }
 
 /// A user myroute lets in.
@@ -120,14 +113,43 @@ pub struct UserConf {
     pub pool: usize,
 }
 
+/// The account health checks log in with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HealthUser {
+    pub name: String,
+    /// `SHA1(password)` (what a login needs), or `None` for no password.
+    /// The clear password is not kept.
+    pub stage1: Option<Secret>,
+}
+
+impl fmt::Debug for HealthUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HealthUser({})", self.name)
+    }
+}
+
+/// Health checking settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub interval: Duration,
+    pub fall: u32,
+    pub rise: u32,
+    pub user: Option<HealthUser>,
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub listen: SocketAddr,
     pub server_version: Option<String>,
     pub buffer_size: usize,
+    pub max_clients: usize,
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
+    /// `None`: never.
+    pub idle_timeout: Option<Duration>,
+    pub source_address: Option<IpAddr>,
+    pub health: Health,
     pub pools: Vec<PoolConf>,
     pub users: Vec<UserConf>,
 }
@@ -140,8 +162,12 @@ impl Config {
     }
 }
 
-/// Parses a duration: a whole number followed by `ms`, `s`, `m` or `h`.
+/// Parses a duration: a whole number followed by `ms`, `s`, `m` or `h`
+/// (a bare `0` is zero).
 pub fn parse_duration(v: &str) -> Option<Duration> {
+    if v == "0" {
+        return Some(Duration::ZERO);
+    }
     let split = v.find(|c: char| !c.is_ascii_digit())?;
     let (num, unit) = v.split_at(split);
     let n: u64 = num.parse().ok()?;
@@ -172,6 +198,25 @@ pub fn parse_address(v: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("bad address '{v}': cannot resolve host '{host}'"))
 }
 
+/// Parses one server of a list: `host:port` optionally followed by
+/// `weight=N`.
+fn parse_server(v: &str) -> Result<ServerConf, String> {
+    let mut words = v.split_whitespace();
+    let addr = parse_address(words.next().unwrap_or(""))?;
+    let mut weight = 1;
+    for w in words {
+        let n = w
+            .strip_prefix("weight=")
+            .ok_or_else(|| format!("unknown server option '{w}' (expected weight=N)"))?;
+        weight = n
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_WEIGHT).contains(n))
+            .ok_or_else(|| format!("bad weight '{n}': expected 1 to {MAX_WEIGHT}"))?;
+    }
+    Ok(ServerConf { addr, weight })
+}
+
 /// Parses a pool or user name out of `prefix.NAME.suffix`.
 fn pattern_name<'a>(key: &'a str, prefix: &str, suffix: &str) -> Option<&'a str> {
     let name = key.strip_prefix(prefix)?.strip_suffix(suffix)?;
@@ -192,11 +237,18 @@ fn lookup(key: &str) -> Option<(&'static Key, Option<&str>)> {
     None
 }
 
-/// Parses and validates a whole file.
-pub fn parse(text: &str) -> Result<Config, Error> {
-    // First pass: split lines, reject unknown and duplicate keys.
+/// One `key = value` line.
+struct Entry {
+    line: usize,
+    key: &'static str,
+    name: String,
+    value: String,
+}
+
+/// Splits the file into entries, rejecting unknown and duplicate keys.
+fn entries(text: &str) -> Result<Vec<Entry>, Error> {
     let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut entries: Vec<(usize, &'static Key, Option<String>, String)> = Vec::new();
+    let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let content = raw.split('#').next().unwrap_or("").trim();
@@ -216,112 +268,216 @@ pub fn parse(text: &str) -> Result<Config, Error> {
                 format!("duplicate key '{key}' (first set on line {first})"),
             );
         }
-        entries.push((line, k, name.map(str::to_string), value.to_string()));
+        out.push(Entry {
+            line,
+            key: k.name,
+            name: name.unwrap_or_default().to_string(),
+            value: value.to_string(),
+        });
     }
+    Ok(out)
+}
 
-    // Defaults come from the table; they are known to parse (a unit test
-    // checks every one).
-    let default = |name: &str| {
-        KEYS.iter()
-            .find(|k| k.name == name)
-            .and_then(|k| k.default)
-            .unwrap_or("")
+/// The value of a global key: from the file (with its line) or the table's
+/// default (line 0).
+fn global<'a>(entries: &'a [Entry], name: &str) -> Option<(usize, &'a str)> {
+    if let Some(e) = entries.iter().find(|e| e.key == name) {
+        return Some((e.line, e.value.as_str()));
+    }
+    KEYS.iter()
+        .find(|k| k.name == name)
+        .and_then(|k| k.default)
+        .map(|d| (0, d))
+}
+
+fn number<T: std::str::FromStr + PartialOrd + fmt::Display>(
+    entries: &[Entry],
+    name: &str,
+    min: T,
+    max: T,
+) -> Result<T, Error> {
+    let (line, v) = global(entries, name).unwrap_or((0, ""));
+    match v.parse::<T>() {
+        Ok(n) if n >= min && n <= max => Ok(n),
+        _ => err(
+            line,
+            format!("{name}: '{v}' is not a number from {min} to {max}"),
+        ),
+    }
+}
+
+fn duration(entries: &[Entry], name: &str, zero_ok: bool) -> Result<Duration, Error> {
+    let (line, v) = global(entries, name).unwrap_or((0, ""));
+    match parse_duration(v) {
+        Some(d) if zero_ok || !d.is_zero() => Ok(d),
+        _ => err(
+            line,
+            format!("{name}: '{v}' is not a duration like 250ms, 5s, 2m"),
+        ),
+    }
+}
+
+/// Parses and validates a whole file.
+pub fn parse(text: &str) -> Result<Config, Error> {
+    let entries = entries(text)?;
+    let (line, v) = global(&entries, "listen").unwrap_or((0, ""));
+    let listen = parse_address(v).or_else(|m| err(line, m))?;
+    let server_version = match global(&entries, "server_version") {
+        Some((line, "")) => return err(line, "server_version must not be empty"),
+        other => other.map(|(_, v)| v.to_string()),
     };
+    let source_address = match global(&entries, "source_address") {
+        Some((line, v)) => Some(
+            v.parse::<IpAddr>()
+                .or_else(|_| err(line, format!("source_address: '{v}' is not an IP address")))?,
+        ),
+        None => None,
+    };
+    let idle = duration(&entries, "idle_timeout", true)?;
+
+    let health_user = match global(&entries, "health.user") {
+        Some((line, name)) => {
+            if name.is_empty() {
+                return err(line, "health.user must not be empty");
+            }
+            let password = global(&entries, "health.password").map_or("", |(_, p)| p);
+            Some(HealthUser {
+                name: name.to_string(),
+                stage1: (!password.is_empty()).then(|| stage1_of(password.as_bytes())),
+            })
+        }
+        None => {
+            if let Some((line, _)) = global(&entries, "health.password") {
+                return err(line, "health.password is set but health.user is not");
+            }
+            None
+        }
+    };
+
     let mut cfg = Config {
-        listen: parse_address(default("listen")).map_err(|m| Error { line: 0, msg: m })?,
-        server_version: None,
-        buffer_size: default("buffer_size").parse().unwrap_or(16384),
-        connect_timeout: parse_duration(default("connect_timeout"))
-            .unwrap_or(Duration::from_secs(5)),
-        handshake_timeout: parse_duration(default("handshake_timeout"))
-            .unwrap_or(Duration::from_secs(10)),
+        listen,
+        server_version,
+        buffer_size: number(&entries, "buffer_size", MIN_BUFFER, MAX_BUFFER)?,
+        max_clients: number(&entries, "max_clients", 1, 1 << 20)?,
+        connect_timeout: duration(&entries, "connect_timeout", false)?,
+        handshake_timeout: duration(&entries, "handshake_timeout", false)?,
+        idle_timeout: (!idle.is_zero()).then_some(idle),
+        source_address,
+        health: Health {
+            interval: duration(&entries, "health.interval", false)?,
+            fall: number(&entries, "health.fall", 1, 100)?,
+            rise: number(&entries, "health.rise", 1, 100)?,
+            user: health_user,
+        },
         pools: Vec::new(),
         users: Vec::new(),
     };
-    // Users by name: (password line, hash, pool line, pool name).
-    type PendingUser = (Option<(usize, Option<Secret>)>, Option<(usize, String)>);
-    let mut users: Vec<(String, PendingUser)> = Vec::new();
-    for (line, key, name, value) in entries {
-        match key.kind {
-            Kind::Address => cfg.listen = parse_address(&value).or_else(|m| err(line, m))?,
-            Kind::Text => {
-                if value.is_empty() || value.contains('\0') {
-                    return err(line, format!("{} must not be empty", key.name));
-                }
-                cfg.server_version = Some(value);
+
+    // Pools: servers first, then the keys that refer to pools.
+    for e in entries.iter().filter(|e| e.key == "pool.NAME.servers") {
+        let mut servers: Vec<ServerConf> = Vec::new();
+        for part in e.value.split(',').map(str::trim) {
+            if part.is_empty() {
+                return err(e.line, "empty server address in list");
             }
-            Kind::Size => {
-                let n: usize = value.parse().or_else(|_| {
-                    err(
-                        line,
-                        format!("{}: '{value}' is not a number of bytes", key.name),
-                    )
-                })?;
-                if !(MIN_BUFFER..=MAX_BUFFER).contains(&n) {
-                    return err(
-                        line,
-                        format!("{} must be between {MIN_BUFFER} and {MAX_BUFFER}", key.name),
-                    );
-                }
-                cfg.buffer_size = n;
+            let s = parse_server(part).or_else(|m| err(e.line, m))?;
+            if servers.iter().any(|x| x.addr == s.addr) {
+                return err(e.line, format!("server {} listed twice", s.addr));
             }
-            Kind::Duration => {
-                let d = parse_duration(&value)
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| Error {
-                        line,
-                        msg: format!(
-                            "{}: '{value}' is not a duration like 250ms, 5s, 2m",
-                            key.name
-                        ),
-                    })?;
-                match key.name {
-                    "connect_timeout" => cfg.connect_timeout = d,
-                    _ => cfg.handshake_timeout = d,
-                }
-            }
-            Kind::AddressList => {
-                let mut servers = Vec::new();
-                for part in value.split(',').map(str::trim) {
-                    if part.is_empty() {
-                        return err(line, "empty server address in list");
-                    }
-                    servers.push(parse_address(part).or_else(|m| err(line, m))?);
-                }
-                cfg.pools.push(PoolConf {
-                    name: name.unwrap_or_default(),
-                    servers,
-                });
-            }
-            Kind::Hash | Kind::PoolName => {
-                let name = name.unwrap_or_default();
-                let idx = match users.iter().position(|(n, _)| *n == name) {
-                    Some(i) => i,
-                    None => {
-                        users.push((name, (None, None)));
-                        users.len() - 1
+            servers.push(s);
+        }
+        if servers.len() > crate::pool::MAX_MEMBERS {
+            let max = crate::pool::MAX_MEMBERS;
+            return err(e.line, format!("more than {max} servers in one pool"));
+        }
+        cfg.pools.push(PoolConf {
+            name: e.name.clone(),
+            servers,
+            role: Role::Any,
+            fallback: None,
+        });
+    }
+    let pool_index = |e: &Entry, name: &str| -> Result<usize, Error> {
+        cfg.pools
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| Error {
+                line: e.line,
+                msg: format!("pool '{name}' is not defined (no pool.{name}.servers)"),
+            })
+    };
+    let mut roles = Vec::new();
+    let mut fallbacks = Vec::new();
+    for e in &entries {
+        match e.key {
+            "pool.NAME.role" => {
+                let idx = pool_index(e, &e.name)?;
+                let role = match e.value.as_str() {
+                    "primary" => Role::Primary,
+                    "replica" => Role::Replica,
+                    "any" => Role::Any,
+                    v => {
+                        return err(
+                            e.line,
+                            format!("role '{v}': expected primary, replica or any"),
+                        )
                     }
                 };
-                let slot = &mut users[idx].1;
-                if key.kind == Kind::Hash {
-                    let stage2 = if value.is_empty() {
-                        None
-                    } else {
-                        Some(parse_hash(&value).ok_or_else(|| Error {
-                            line,
-                            msg: "password must be '*' followed by 40 hex digits, as mysql.user.authentication_string shows it (or empty for no password)".into(),
-                        })?)
-                    };
-                    slot.0 = Some((line, stage2));
-                } else {
-                    slot.1 = Some((line, value));
+                if role != Role::Any && cfg.health.user.is_none() {
+                    return err(e.line, "a pool role needs health.user: only a check that logs in can read @@read_only");
                 }
+                roles.push((idx, role));
             }
+            "pool.NAME.fallback" => {
+                let idx = pool_index(e, &e.name)?;
+                let to = pool_index(e, &e.value)?;
+                if to == idx {
+                    return err(
+                        e.line,
+                        format!("pool '{}' cannot fall back to itself", e.name),
+                    );
+                }
+                fallbacks.push((idx, to));
+            }
+            _ => {}
+        }
+    }
+    for (idx, role) in roles {
+        cfg.pools[idx].role = role;
+    }
+    for (idx, to) in fallbacks {
+        cfg.pools[idx].fallback = Some(to);
+    }
+
+    // Users by name: (password line, hash), (pool line, pool name).
+    type PendingUser = (Option<(usize, Option<Secret>)>, Option<(usize, String)>);
+    let mut users: Vec<(String, PendingUser)> = Vec::new();
+    for e in entries.iter().filter(|e| e.key.starts_with("user.")) {
+        let idx = match users.iter().position(|(n, _)| *n == e.name) {
+            Some(i) => i,
+            None => {
+                users.push((e.name.clone(), (None, None)));
+                users.len() - 1
+            }
+        };
+        let slot = &mut users[idx].1;
+        if e.key == "user.NAME.password" {
+            let stage2 = if e.value.is_empty() {
+                None
+            } else {
+                Some(parse_hash(&e.value).ok_or_else(|| Error {
+                    line: e.line,
+                    msg: "password must be '*' followed by 40 hex digits, as mysql.user.authentication_string shows it (or empty for no password)".into(),
+                })?)
+            };
+            slot.0 = Some((e.line, stage2));
+        } else {
+            slot.1 = Some((e.line, e.value.clone()));
         }
     }
     for (name, (password, pool)) in users {
-        let (pw_line, stage2) = match (&password, &pool) {
-            (Some(p), _) => p.clone(),
+        let (pw_line, stage2) = match (password, &pool) {
+            (Some(p), _) => p,
             (None, Some((line, _))) => {
                 return err(
                     *line,
@@ -335,7 +491,12 @@ pub fn parse(text: &str) -> Result<Config, Error> {
             return err(pw_line, format!("user '{name}' has no user.{name}.pool"));
         };
         let Some(pool) = cfg.pools.iter().position(|p| p.name == pool_name) else {
-            return err(pool_line, format!("user '{name}': pool '{pool_name}' is not defined (no pool.{pool_name}.servers)"));
+            return err(
+                pool_line,
+                format!(
+                    "user '{name}': pool '{pool_name}' is not defined (no pool.{pool_name}.servers)"
+                ),
+            );
         };
         cfg.users.push(UserConf { name, stage2, pool });
     }
@@ -430,8 +591,35 @@ user.nopw.pool = replicas
                 4,
                 "40 hex digits",
             ),
-            ("buffer_size = 100\n", 4, "between"),
+            ("buffer_size = 100\n", 4, "from 4096 to"),
             ("buffer_size = 16k\n", 4, "not a number"),
+            ("max_clients = 0\n", 4, "not a number"),
+            ("health.fall = x\n", 4, "not a number"),
+            ("idle_timeout = 5\n", 4, "not a duration"),
+            ("health.interval = 0\n", 4, "not a duration"),
+            ("source_address = 127.0.0.1:5\n", 4, "not an IP address"),
+            ("health.password = x\n", 4, "health.user is not"),
+            ("pool.p.role = primary\n", 4, "needs health.user"),
+            (
+                "health.user = m\npool.p.role = master\n",
+                5,
+                "expected primary",
+            ),
+            ("pool.p.fallback = nope\n", 4, "pool 'nope' is not defined"),
+            ("pool.p.fallback = p\n", 4, "itself"),
+            ("pool.x.role = any\n", 4, "pool 'x' is not defined"),
+            ("pool.q.servers = 127.0.0.1:1 weight=0\n", 4, "bad weight"),
+            ("pool.q.servers = 127.0.0.1:1 weight=2x\n", 4, "bad weight"),
+            (
+                "pool.q.servers = 127.0.0.1:1 heavy\n",
+                4,
+                "unknown server option",
+            ),
+            (
+                "pool.q.servers = 127.0.0.1:1, 127.0.0.1:1\n",
+                4,
+                "listed twice",
+            ),
             ("connect_timeout = 5\n", 4, "not a duration"),
             ("connect_timeout = 0s\n", 4, "not a duration"),
             ("just words\n", 4, "expected 'key = value'"),
@@ -442,6 +630,46 @@ user.nopw.pool = replicas
             assert_eq!(e.line, *line, "{extra:?}: {e}");
             assert!(e.msg.contains(msg), "{extra:?}: {e}");
         }
+    }
+
+    #[test]
+    fn availability_keys() {
+        let c = parse(
+            "idle_timeout = 10m\nmax_clients = 10\nsource_address = 127.0.0.2\n\
+             health.interval = 500ms\nhealth.fall = 1\nhealth.rise = 4\n\
+             health.user = monitor\nhealth.password = pw\n\
+             pool.w.servers = 127.0.0.1:1, 127.0.0.1:2 weight=3\npool.w.role = primary\n\
+             pool.r.servers = 127.0.0.1:2\npool.r.role = replica\npool.r.fallback = w\n\
+             user.u.password =\nuser.u.pool = r\n",
+        )
+        .unwrap();
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(c.max_clients, 10);
+        assert_eq!(c.source_address, Some("127.0.0.2".parse().unwrap()));
+        assert_eq!(c.health.interval, Duration::from_millis(500));
+        assert_eq!((c.health.fall, c.health.rise), (1, 4));
+        let u = c.health.user.as_ref().unwrap();
+        assert_eq!(u.name, "monitor");
+        assert_eq!(u.stage1, Some(stage1_of(b"pw")));
+        assert!(
+            !format!("{c:?}").contains("pw"),
+            "no password in Debug output"
+        );
+        assert_eq!(c.pools[0].servers[1].weight, 3);
+        assert_eq!(c.pools[0].servers[0].weight, 1);
+        assert_eq!(c.pools[0].role, Role::Primary);
+        assert_eq!(
+            (c.pools[1].role, c.pools[1].fallback),
+            (Role::Replica, Some(0))
+        );
+        let d =
+            parse("pool.p.servers = 127.0.0.1:1\nuser.u.password =\nuser.u.pool = p\n").unwrap();
+        assert_eq!(
+            (d.idle_timeout, d.max_clients, d.health.fall, d.health.rise),
+            (None, 4096, 3, 2)
+        );
+        assert_eq!(d.health.interval, Duration::from_secs(2));
+        assert_eq!(d.pools[0].role, Role::Any);
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum Refusal {
     ChangeUserUnsupported,
     /// The client did not finish logging in within `handshake_timeout`.
     HandshakeTimeout,
+    /// `max_clients` connections are open already.
+    TooManyConnections,
 }
 
 impl Refusal {
@@ -47,6 +49,7 @@ impl Refusal {
             // SQLSTATE so drivers treat it as a failed connection.
             Refusal::PoolUnreachable { .. } => (1429, "08S01"),
             Refusal::ChangeUserUnsupported => (1235, "42000"), // ER_NOT_SUPPORTED_YET
+            Refusal::TooManyConnections => (1040, "08004"),    // ER_CON_COUNT_ERROR
         }
     }
 
@@ -76,6 +79,7 @@ impl Refusal {
                 "This version of MySQL doesn't yet support 'COM_CHANGE_USER through myroute'; open a new connection as the other user".into()
             }
             Refusal::HandshakeTimeout => "Bad handshake: handshake_timeout expired".into(),
+            Refusal::TooManyConnections => "Too many connections".into(),
         }
     }
 
@@ -153,6 +157,7 @@ mod tests {
             },
             Refusal::ChangeUserUnsupported,
             Refusal::HandshakeTimeout,
+            Refusal::TooManyConnections,
         ];
         for r in all {
             let (code, state) = r.code();

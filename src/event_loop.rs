@@ -1,6 +1,6 @@
 //! The single-threaded mio poll loop: accepting, the slab of connection
 //! pairs, moving bytes between sockets and rings, backend connects, timers,
-//! and the start-up probe that learns what the backends are.
+//! and the health checks that watch the backends.
 //!
 //! Readiness is edge-triggered: each socket is registered once for
 //! READABLE | WRITABLE, events only set per-side flags, and a flag is cleared
@@ -10,30 +10,32 @@
 //! drains the ring.
 //!
 //! Tokens: `key * 2` is a pair's client socket, `key * 2 + 1` its backend
-//! socket; the listener and the probes use tokens from the top of the range.
+//! socket; the listener and the health checks use tokens from the top of
+//! the range.
 
 use crate::access::{EndReason, RateLimit, Record};
+use crate::check::{Check, Verdict};
 use crate::config::Config;
-use crate::errors::parse_err;
-use crate::handshake::{self, caps, NATIVE};
+use crate::config::HealthUser;
+use crate::errors::Refusal;
 use crate::io::{read_into, write_from, write_vec, IoStatus};
 use crate::pair::{Ctx, Event, Pair, Side};
-use crate::pool::{BackendInfo, Pools};
-use crate::ring::{BufPool, Ring};
+use crate::pool::Pools;
+use crate::ring::BufPool;
 use crate::scramble::{self, Secret};
-use crate::wire::{put_packet, take_packet};
+use crate::sys;
 use log::{error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::ErrorKind;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(usize::MAX);
-/// Probe `i` uses token `PROBE_BASE - i`.
-const PROBE_BASE: usize = usize::MAX - 1;
+/// The check of server `i` uses token `CHECK_BASE - i`.
+const CHECK_BASE: usize = usize::MAX - 1;
 /// Rounds of read/write one pair gets per pass before others are served.
 const MAX_ROUNDS: usize = 8;
 /// How long accepting pauses after the process ran out of descriptors.
@@ -73,17 +75,11 @@ struct Conn {
     queued: bool,
 }
 
-/// A start-up probe: connect, read the greeting, log in as a user that
-/// is expected not to exist (an authentication failure, which servers do not
-/// count toward `max_connect_errors`, unlike a dropped handshake), quit.
-struct Probe {
-    server: usize,
+/// A health check in flight: the check's state machine and its socket.
+struct Checking {
+    check: Check,
     stream: TcpStream,
-    ring: Ring,
-    out: Vec<u8>,
-    greeted: bool,
-    /// What the greeting said, kept until the login's answer arrives.
-    greeting: Option<BackendInfo>,
+    connected: bool,
     deadline: Instant,
 }
 
@@ -108,9 +104,16 @@ pub struct Proxy {
     /// The listener has connections we have not accepted yet.
     listener_ready: bool,
     accept_paused_until: Option<Instant>,
-    probes: Vec<Option<Probe>>,
-    /// Accepting waits for the start-up probes until this instant.
-    probing_until: Option<Instant>,
+    /// One slot per server: its check in flight, if any.
+    checks: Vec<Option<Checking>>,
+    /// When the next round of checks starts.
+    next_checks: Instant,
+    /// Accepting waits for the first round of checks until this instant.
+    starting_until: Option<Instant>,
+    /// Pairs alive now (for `max_clients`).
+    live: usize,
+    /// Bounds the "too many connections" warnings.
+    full_warnings: RateLimit,
 }
 
 /// Twenty random bytes from the OS.
@@ -130,7 +133,7 @@ fn fresh_salt() -> [u8; 20] {
 }
 
 impl Proxy {
-    /// Binds the listener and starts the probes.
+    /// Binds the listener and starts the first round of health checks.
     pub fn bind(cfg: Config) -> std::io::Result<Proxy> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(cfg.listen)?;
@@ -154,11 +157,17 @@ impl Proxy {
             login_warnings: RateLimit::new(Duration::from_secs(1), LOGIN_WARNINGS_PER_SECOND),
             listener_ready: false,
             accept_paused_until: None,
-            probes: Vec::new(),
-            probing_until: None,
+            checks: Vec::new(),
+            next_checks: Instant::now(),
+            starting_until: None,
+            live: 0,
+            full_warnings: RateLimit::new(Duration::from_secs(1), 1),
             cfg,
         };
-        proxy.start_probes(Instant::now());
+        proxy.checks.resize_with(proxy.pools.servers.len(), || None);
+        let now = Instant::now();
+        proxy.starting_until = Some(now + proxy.cfg.connect_timeout);
+        proxy.start_checks(now);
         Ok(proxy)
     }
 
@@ -186,8 +195,8 @@ impl Proxy {
                     self.listener_ready = true;
                     continue;
                 }
-                if token.0 > PROBE_BASE - self.probes.len() {
-                    self.probe_event(PROBE_BASE - token.0, now);
+                if token.0 > CHECK_BASE - self.checks.len() {
+                    self.check_event(CHECK_BASE - token.0, now);
                     continue;
                 }
                 let (key, side) = (token.0 / 2, token.0 % 2);
@@ -212,7 +221,10 @@ impl Proxy {
             }
             self.run_pending(now);
             self.expire_timers(now);
-            self.expire_probes(now);
+            self.expire_checks(now);
+            if now >= self.next_checks {
+                self.start_checks(now);
+            }
             self.accept(now);
             self.run_pending(now);
             self.free.append(&mut self.closed);
@@ -227,14 +239,14 @@ impl Proxy {
             return Some(Duration::ZERO);
         }
         let mut next = self.timers.peek().map(|Reverse((t, _, _))| *t);
-        for t in [self.accept_paused_until, self.probing_until]
-            .into_iter()
-            .flatten()
-        {
+        let others = [
+            self.accept_paused_until,
+            self.starting_until,
+            Some(self.next_checks),
+        ];
+        let check_deadlines = self.checks.iter().flatten().map(|c| c.deadline);
+        for t in others.into_iter().flatten().chain(check_deadlines) {
             next = Some(next.map_or(t, |n| n.min(t)));
-        }
-        for p in self.probes.iter().flatten() {
-            next = Some(next.map_or(p.deadline, |n| n.min(p.deadline)));
         }
         next.map(|t| t.saturating_duration_since(now))
     }
@@ -266,15 +278,15 @@ impl Proxy {
         if !self.listener_ready {
             return;
         }
-        if let Some(until) = self.probing_until {
+        if let Some(until) = self.starting_until {
             // Greet once a backend has told its version (or none can).
             let waiting = now < until
                 && self.pools.advertised().is_none()
-                && self.probes.iter().any(Option::is_some);
+                && self.checks.iter().any(Option::is_some);
             if waiting {
                 return;
             }
-            self.probing_until = None;
+            self.starting_until = None;
         }
         if let Some(until) = self.accept_paused_until {
             if now < until {
@@ -310,6 +322,19 @@ impl Proxy {
 
     fn add_pair(&mut self, mut client: TcpStream, peer: SocketAddr, now: Instant) {
         let _ = client.set_nodelay(true);
+        if self.live >= self.cfg.max_clients {
+            // ERR 1040 as the first packet, as a server does when full; a
+            // fresh socket takes these few bytes at once.
+            let _ = std::io::Write::write(&mut client, &Refusal::TooManyConnections.packet(0));
+            if self.full_warnings.allow(now) {
+                warn!(
+                    "max_clients ({}) reached: refusing {peer}",
+                    self.cfg.max_clients
+                );
+            }
+            return;
+        }
+        self.live += 1;
         let key = self.free.pop().unwrap_or_else(|| {
             self.slab.push(None);
             self.slab.len() - 1
@@ -414,18 +439,20 @@ impl Proxy {
         let Some(Some(conn)) = self.slab.get_mut(key) else {
             return;
         };
-        let deadline = conn.pair.deadline();
-        if deadline == conn.armed.map(|(t, _)| t) {
+        // Lazily: an entry already in the heap that fires no later than the
+        // pair's deadline stays (when it fires early the pair sees its real
+        // deadline has not come and is armed again), so busy pairs whose
+        // idle deadline moves with every byte cost nothing here.
+        let Some(t) = conn.pair.deadline() else {
+            conn.armed = None;
+            return;
+        };
+        if conn.armed.is_some_and(|(armed, _)| armed <= t) {
             return;
         }
-        match deadline {
-            Some(t) => {
-                self.stamp += 1;
-                conn.armed = Some((t, self.stamp));
-                self.timers.push(Reverse((t, key, self.stamp)));
-            }
-            None => conn.armed = None,
-        }
+        self.stamp += 1;
+        conn.armed = Some((t, self.stamp));
+        self.timers.push(Reverse((t, key, self.stamp)));
     }
 
     fn expire_timers(&mut self, now: Instant) {
@@ -490,143 +517,138 @@ impl Proxy {
             reason: &reason,
         };
         info!("{record}");
+        self.live -= 1;
         self.closed.push(key);
     }
 
-    // ----- start-up probes -----
+    // ----- health checks -----
 
-    fn start_probes(&mut self, now: Instant) {
-        let deadline = now + self.cfg.connect_timeout;
+    /// Starts a check of every server that has none in flight.
+    fn start_checks(&mut self, now: Instant) {
+        self.next_checks = now + self.cfg.health.interval;
+        let want_read_only = self.cfg.health.user.is_some();
         for server in 0..self.pools.servers.len() {
+            if self.checks[server].is_some() {
+                continue;
+            }
             let addr = self.pools.servers[server].addr;
-            let i = self.probes.len();
-            let probe = TcpStream::connect(addr).and_then(|mut stream| {
+            let opened = connect(self.cfg.source_address, addr).and_then(|mut stream| {
                 self.poll.registry().register(
                     &mut stream,
-                    Token(PROBE_BASE - i),
+                    Token(CHECK_BASE - server),
                     Interest::READABLE | Interest::WRITABLE,
                 )?;
                 Ok(stream)
             });
-            match probe {
-                Ok(stream) => self.probes.push(Some(Probe {
-                    server,
-                    stream,
-                    ring: Ring::default(),
-                    out: Vec::new(),
-                    greeted: false,
-                    greeting: None,
-                    deadline,
-                })),
-                Err(e) => warn!("server {addr}: cannot connect to learn its version: {e}"),
+            match opened {
+                Ok(stream) => {
+                    self.checks[server] = Some(Checking {
+                        check: Check::new(want_read_only),
+                        stream,
+                        connected: false,
+                        deadline: now + self.cfg.connect_timeout,
+                    })
+                }
+                Err(e) => self.end_check(server, Err(format!("connect: {e}")), now),
             }
-        }
-        if !self.probes.is_empty() {
-            self.probing_until = Some(deadline);
         }
     }
 
-    fn probe_event(&mut self, i: usize, now: Instant) {
-        let Some(Some(p)) = self.probes.get_mut(i) else {
+    fn check_event(&mut self, server: usize, now: Instant) {
+        let Some(Some(c)) = self.checks.get_mut(server) else {
             return;
         };
-        let addr = self.pools.servers[p.server].addr;
-        match step_probe(p, &mut self.bufs) {
-            Ok(None) => return,
-            Ok(Some(info)) => {
-                info!("server {addr}: version {}", info.version);
-                self.pools.servers[p.server].info = Some(info);
-            }
-            Err(why) => warn!("server {addr}: cannot learn its version: {why}"),
+        if let Some(verdict) = step_check(c, self.cfg.health.user.as_ref()) {
+            self.end_check(server, verdict, now);
         }
-        self.end_probe(i, now);
     }
 
-    fn expire_probes(&mut self, now: Instant) {
-        for i in 0..self.probes.len() {
-            if let Some(p) = &self.probes[i] {
-                if now >= p.deadline {
-                    let addr = self.pools.servers[p.server].addr;
-                    warn!("server {addr}: no greeting within connect_timeout");
-                    self.end_probe(i, now);
+    fn expire_checks(&mut self, now: Instant) {
+        for server in 0..self.checks.len() {
+            if self.checks[server]
+                .as_ref()
+                .is_some_and(|c| now >= c.deadline)
+            {
+                let ms = self.cfg.connect_timeout.as_millis();
+                self.end_check(
+                    server,
+                    Err(format!("no answer within connect_timeout ({ms}ms)")),
+                    now,
+                );
+            }
+        }
+    }
+
+    /// Records a check's verdict, logs a state change, closes its socket.
+    fn end_check(&mut self, server: usize, verdict: Verdict, now: Instant) {
+        if let Some(mut c) = self.checks.get_mut(server).and_then(Option::take) {
+            let _ = write_vec(&mut c.check.out, &mut c.stream); // COM_QUIT, if due
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            if let Some(info) = c.check.info.take() {
+                let s = &mut self.pools.servers[server];
+                if s.info.as_ref().is_none_or(|i| i.version != info.version) {
+                    info!("server {}: version {}", s.addr, info.version);
                 }
+                s.info = Some(info);
             }
         }
-    }
-
-    fn end_probe(&mut self, i: usize, _now: Instant) {
-        if let Some(mut p) = self.probes.get_mut(i).and_then(Option::take) {
-            let _ = self.poll.registry().deregister(&mut p.stream);
-            p.ring.clear(&mut self.bufs);
-        }
-        if self.probes.iter().all(Option::is_none) {
-            self.probes.clear();
+        let (fall, rise) = (self.cfg.health.fall, self.cfg.health.rise);
+        if let Some(change) = self.pools.record_check(server, verdict, now, fall, rise) {
+            self.pools.log_change(server, change);
         }
     }
 }
 
-/// Advances a probe: `Ok(Some(info))` when done with the server's greeting
-/// learned, `Ok(None)` while waiting.
-fn step_probe(p: &mut Probe, bufs: &mut BufPool) -> Result<Option<BackendInfo>, String> {
-    if let Some(e) = p.stream.take_error().map_err(|e| e.to_string())? {
-        return Err(e.to_string());
-    }
-    p.ring.attach(bufs);
-    let (_, st) = read_into(&mut p.ring, &mut p.stream, true);
-    if !p.greeted {
-        let Some((_, payload)) =
-            take_packet(&mut p.ring, bufs.buf_size() - 4).map_err(|e| e.to_string())?
-        else {
-            return match st {
-                IoStatus::Closed => Err("closed before greeting".into()),
-                IoStatus::Failed(k) => Err(k.to_string()),
-                _ => Ok(None),
-            };
-        };
-        if payload.first() == Some(&0xFF) {
-            let (code, msg) = parse_err(&payload).unwrap_or((0, String::new()));
-            return Err(format!("ERR {code} {msg}"));
+/// Moves a check along: connect completion, reads, writes. Returns its
+/// verdict once it has one.
+fn step_check(c: &mut Checking, user: Option<&HealthUser>) -> Option<Verdict> {
+    if !c.connected {
+        match c.stream.take_error() {
+            Ok(Some(e)) | Err(e) => return Some(Err(format!("connect: {e}"))),
+            Ok(None) => {}
         }
-        let g = handshake::parse_greeting(&payload).map_err(|e| e.to_string())?;
-        p.greeted = true;
-        // HandshakeResponse41 for a user expected not to exist, no password.
-        let mut resp = Vec::new();
-        let flags =
-            caps::LONG_PASSWORD | caps::PROTOCOL_41 | caps::SECURE_CONNECTION | caps::PLUGIN_AUTH;
-        resp.extend_from_slice(&flags.to_le_bytes());
-        resp.extend_from_slice(&(1u32 << 24).to_le_bytes());
-        resp.push(g.charset);
-        resp.extend_from_slice(&[0; 23]);
-        resp.extend_from_slice(b"myroute\0\0");
-        resp.extend_from_slice(NATIVE);
-        resp.push(0);
-        put_packet(&mut p.out, 1, &resp);
-        let info = BackendInfo {
-            version: g.version,
-            capabilities: g.capabilities,
-            charset: g.charset,
-        };
-        let _ = write_vec(&mut p.out, &mut p.stream);
-        // Wait for the login's answer before closing, so the server sees a
-        // finished handshake, not an aborted one.
-        p.ring.clear(bufs);
-        p.greeting = Some(info);
-        return Ok(None);
-    }
-    let _ = write_vec(&mut p.out, &mut p.stream);
-    match take_packet(&mut p.ring, bufs.buf_size() - 4) {
-        Ok(Some((_, reply))) => {
-            if reply.first() == Some(&0x00) {
-                // The user exists without password: leave politely.
-                let mut quit = Vec::new();
-                put_packet(&mut quit, 0, &[0x01]);
-                let _ = write_vec(&mut quit, &mut p.stream);
+        match c.stream.peer_addr() {
+            Ok(_) => {
+                c.connected = true;
+                c.check.connected();
             }
-            Ok(p.greeting.take())
+            Err(e) if e.kind() == ErrorKind::NotConnected => return None,
+            Err(e) => return Some(Err(format!("connect: {e}"))),
         }
-        Ok(None) if matches!(st, IoStatus::Closed | IoStatus::Failed(_)) => Ok(p.greeting.take()),
-        Ok(None) => Ok(None),
-        Err(_) => Ok(p.greeting.take()),
+    }
+    let mut buf = [0u8; 4096];
+    loop {
+        match std::io::Read::read(&mut c.stream, &mut buf) {
+            Ok(0) => return Some(Err("closed the connection".into())),
+            Ok(n) => {
+                if let Some(v) = c.check.on_bytes(&buf[..n], user) {
+                    return Some(v);
+                }
+                if let (_, IoStatus::Failed(k)) = write_vec(&mut c.check.out, &mut c.stream) {
+                    return Some(Err(k.to_string()));
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Some(Err(e.to_string())),
+        }
+    }
+}
+
+/// Errors that say this host ran short (descriptors, ports, memory), which
+/// must not count against a backend's health.
+fn is_local_shortage(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
+    )
+}
+
+/// Opens a backend connection, from `source` when one is configured.
+fn connect(source: Option<IpAddr>, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    match source {
+        Some(ip) => sys::connect_from(ip, addr),
+        None => TcpStream::connect(addr),
     }
 }
 
@@ -707,7 +729,7 @@ fn pump_backend_in(conn: &mut Conn, ctx: &mut Ctx) -> bool {
     let before = pair.down.len();
     let (n, st) = read_into(&mut pair.down, &mut b.stream, b.ready.hup);
     if n > 0 {
-        pair.backend_bytes_arrived(before, n);
+        pair.backend_bytes_arrived(before, n, ctx.now);
         if !pair.is_relaying() {
             pair.handle(Event::BackendData, ctx);
         }
@@ -790,7 +812,7 @@ fn reconcile_backend(conn: &mut Conn, key: usize, poll: &Poll, ctx: &mut Ctx) ->
             return changed;
         };
         let addr = ctx.pools.servers[server].addr;
-        let opened = TcpStream::connect(addr).and_then(|mut stream| {
+        let opened = connect(ctx.cfg.source_address, addr).and_then(|mut stream| {
             poll.registry().register(
                 &mut stream,
                 Token(key * 2 + 1),
@@ -810,6 +832,9 @@ fn reconcile_backend(conn: &mut Conn, key: usize, poll: &Poll, ctx: &mut Ctx) ->
                     connected: false,
                     ready: Ready::default(),
                 });
+            }
+            Err(e) if is_local_shortage(&e) => {
+                conn.pair.handle(Event::NoBackendSocket(e.to_string()), ctx)
             }
             Err(e) => conn.pair.handle(Event::BackendFailed(e.to_string()), ctx),
         }

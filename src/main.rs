@@ -6,7 +6,7 @@
 
 #![forbid(unsafe_code)]
 
-use myroute::{config, event_loop, scramble};
+use myroute::{config, event_loop, scramble, sys};
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -150,6 +150,19 @@ fn main() -> ExitCode {
                 }
             };
             warn_if_world_readable(&path);
+            match sys::raise_nofile_limit() {
+                Ok((before, after)) if before != after => {
+                    log::info!("descriptor limit raised from {before} to {after}")
+                }
+                Ok((_, after)) => log::info!("descriptor limit {after}"),
+                Err(e) => log::warn!("cannot raise the descriptor limit: {e}"),
+            }
+            if cfg.health.user.is_none() {
+                log::info!(
+                    "health.user is not set: checks see that each server accepts connections \
+                     and answers a login, not that it serves queries or whether it is read-only"
+                );
+            }
             let mut proxy = match event_loop::Proxy::bind(cfg) {
                 Ok(p) => p,
                 Err(e) => {

@@ -37,7 +37,7 @@ use crate::wire::{self, put_packet, take_packet, Framer, HEADER_LEN};
 use log::{debug, info, warn};
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// COM_CHANGE_USER command byte.
 const COM_CHANGE_USER: u8 = 0x11;
@@ -105,8 +105,8 @@ struct Login {
     /// when the login ends (see `Secret`'s `Drop`).
     stage1: Option<Secret>,
     pool: usize,
-    /// Bitmask of pool member positions already tried.
-    tried: u64,
+    /// Servers already tried for this login.
+    tried: Vec<usize>,
     server: usize,
     /// Sequence id of the packet the client gets when the login ends.
     client_seq: u8,
@@ -127,6 +127,9 @@ pub enum Event {
     BackendData,
     /// The backend socket failed or closed; the loop has dropped it.
     BackendFailed(String),
+    /// No backend socket could be opened for a reason of this host's own
+    /// (out of descriptors or ports): not the server's fault.
+    NoBackendSocket(String),
     /// `deadline()` has passed.
     Timeout,
 }
@@ -172,6 +175,9 @@ pub struct Pair {
     pub server: Option<usize>,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// When bytes last moved, and how long a relaying pair may stay idle.
+    last_active: Instant,
+    idle_timeout: Option<Duration>,
 }
 
 /// Greeting fields myroute uses when no backend has answered yet.
@@ -211,6 +217,8 @@ impl Pair {
             server: None,
             bytes_in: 0,
             bytes_out: 0,
+            last_active: ctx.now,
+            idle_timeout: ctx.cfg.idle_timeout,
         };
         let mut pkt = Vec::with_capacity(greeting.len() + HEADER_LEN);
         put_packet(&mut pkt, 0, &greeting);
@@ -236,7 +244,8 @@ impl Pair {
             | State::AwaitingBackendAuth { deadline, .. } => {
                 Some(self.handshake_deadline.min(*deadline))
             }
-            State::Relaying | State::Closing { .. } => None,
+            State::Relaying => self.idle_timeout.map(|d| self.last_active + d),
+            State::Closing { .. } => None,
         }
     }
 
@@ -292,6 +301,7 @@ impl Pair {
     /// relaying, scans them for commands.
     pub fn client_bytes_arrived(&mut self, from: usize, n: usize, ctx: &mut Ctx) {
         self.bytes_in += n as u64;
+        self.last_active = ctx.now;
         if self.is_relaying() {
             self.scan_up(from, n, ctx);
         }
@@ -337,7 +347,8 @@ impl Pair {
 
     /// Feeds bytes that just entered `down` (at offset `from`) to the framer
     /// while relaying, so the proxy knows where backend packets end.
-    pub fn backend_bytes_arrived(&mut self, from: usize, n: usize) {
+    pub fn backend_bytes_arrived(&mut self, from: usize, n: usize, now: Instant) {
+        self.last_active = now;
         if !self.is_relaying() {
             return;
         }
@@ -447,7 +458,13 @@ impl Pair {
                 | State::AwaitingBackendHandshake { login, .. }
                 | State::AwaitingBackendAuth { login, .. },
                 Event::BackendFailed(why),
-            ) => self.backend_attempt_failed(login, why, ctx),
+            ) => self.backend_attempt_failed(login, why, true, ctx),
+            (
+                State::Connecting { login, .. }
+                | State::AwaitingBackendHandshake { login, .. }
+                | State::AwaitingBackendAuth { login, .. },
+                Event::NoBackendSocket(why),
+            ) => self.backend_attempt_failed(login, why, false, ctx),
             (State::Relaying, Event::BackendFailed(_)) => State::Closing {
                 reason: EndReason::BackendClosed,
                 flush: Side::Client,
@@ -666,7 +683,7 @@ impl Pair {
             hello,
             stage1,
             pool: user.pool,
-            tried: 0,
+            tried: Vec::new(),
             server: 0,
             client_seq: next_seq,
             failures: Vec::new(),
@@ -678,9 +695,16 @@ impl Pair {
     fn next_backend(&mut self, mut login: Box<Login>, ctx: &mut Ctx) -> State {
         self.down.clear(ctx.bufs);
         self.to_backend.clear();
-        match ctx.pools.pick(login.pool, login.tried) {
-            Some((member, server)) => {
-                login.tried |= 1 << member;
+        match ctx.pools.pick(login.pool, &login.tried) {
+            Some((pool, server)) => {
+                if pool != login.pool && self.pool != Some(pool) {
+                    info!(
+                        "conn={} pool '{}' has no usable server; using its fallback '{}'",
+                        self.id, ctx.pools.pools[login.pool].name, ctx.pools.pools[pool].name
+                    );
+                }
+                self.pool = Some(pool);
+                login.tried.push(server);
                 login.server = server;
                 self.server = Some(server);
                 self.attempt += 1;
@@ -692,7 +716,8 @@ impl Pair {
             None => {
                 let pool = ctx.pools.pools[login.pool].name.clone();
                 let detail = if login.failures.is_empty() {
-                    "no servers".to_string()
+                    // Nothing was tried: every server is known to be down.
+                    ctx.pools.down_summary(login.pool)
                 } else {
                     login.failures.join("; ")
                 };
@@ -714,10 +739,18 @@ impl Pair {
         &mut self,
         mut login: Box<Login>,
         why: String,
+        server_at_fault: bool,
         ctx: &mut Ctx,
     ) -> State {
         let addr = ctx.pools.servers[login.server].addr;
         info!("conn={} backend {addr} failed: {why}", self.id);
+        // A failed real login counts like a failed health check.
+        let fall = ctx.cfg.health.fall;
+        if server_at_fault {
+            if let Some(change) = ctx.pools.record_failure(login.server, &why, ctx.now, fall) {
+                ctx.pools.log_change(login.server, change);
+            }
+        }
         login.failures.push(format!("{addr}: {why}"));
         self.next_backend(login, ctx)
     }
@@ -731,19 +764,28 @@ impl Pair {
         let (seq, payload) = match take_packet(&mut self.down, max_payload(ctx)) {
             Ok(Some(p)) => p,
             Ok(None) => return State::AwaitingBackendHandshake { login, deadline },
-            Err(e) => return self.backend_attempt_failed(login, format!("greeting: {e}"), ctx),
+            Err(e) => {
+                return self.backend_attempt_failed(login, format!("greeting: {e}"), true, ctx)
+            }
         };
         if payload.first() == Some(&0xFF) {
             // Refused before greeting: too many connections, host blocked...
             let (code, msg) = parse_err(&payload).unwrap_or((0, String::new()));
-            return self.backend_attempt_failed(login, format!("ERR {code} {msg}"), ctx);
+            return self.backend_attempt_failed(login, format!("ERR {code} {msg}"), true, ctx);
         }
         let g = match handshake::parse_greeting(&payload) {
             Ok(g) if seq == 0 => g,
             Ok(_) => {
-                return self.backend_attempt_failed(login, "greeting out of sequence".into(), ctx)
+                return self.backend_attempt_failed(
+                    login,
+                    "greeting out of sequence".into(),
+                    true,
+                    ctx,
+                )
             }
-            Err(e) => return self.backend_attempt_failed(login, format!("greeting: {e}"), ctx),
+            Err(e) => {
+                return self.backend_attempt_failed(login, format!("greeting: {e}"), true, ctx)
+            }
         };
         ctx.pools.servers[login.server].info = Some(BackendInfo {
             version: g.version.clone(),
@@ -760,6 +802,7 @@ impl Pair {
             return self.backend_attempt_failed(
                 login,
                 format!("lacks capabilities {missing:#x} the client negotiated"),
+                false,
                 ctx,
             );
         }
@@ -794,7 +837,7 @@ impl Pair {
             };
         };
         if len > max_payload(ctx) {
-            return self.backend_attempt_failed(login, "login reply too large".into(), ctx);
+            return self.backend_attempt_failed(login, "login reply too large".into(), true, ctx);
         }
         if self.down.len() < HEADER_LEN + len {
             return State::AwaitingBackendAuth {
@@ -805,7 +848,12 @@ impl Pair {
             };
         }
         if got_seq != seq {
-            return self.backend_attempt_failed(login, "login reply out of sequence".into(), ctx);
+            return self.backend_attempt_failed(
+                login,
+                "login reply out of sequence".into(),
+                true,
+                ctx,
+            );
         }
         match self.down.byte_at(HEADER_LEN) {
             // OK: the client gets the backend's own OK, renumbered to the
@@ -815,6 +863,7 @@ impl Pair {
                 // Login bytes are done with; an idle relaying pair keeps
                 // no buffer of its own.
                 self.to_backend = Vec::new();
+                ctx.pools.record_success(login.server);
                 debug!(
                     "conn={} logged in to {}",
                     self.id, ctx.pools.servers[login.server].addr
@@ -843,7 +892,14 @@ impl Pair {
             Some(0xFE) => {
                 let payload = match take_packet(&mut self.down, max_payload(ctx)) {
                     Ok(Some((_, p))) => p,
-                    _ => return self.backend_attempt_failed(login, "bad auth switch".into(), ctx),
+                    _ => {
+                        return self.backend_attempt_failed(
+                            login,
+                            "bad auth switch".into(),
+                            true,
+                            ctx,
+                        )
+                    }
                 };
                 match handshake::parse_auth_switch(&payload) {
                     Ok((plugin, salt))
@@ -862,7 +918,9 @@ impl Pair {
                         }
                     }
                     Ok((plugin, _)) => self.backend_plugin_unsupported(login, &plugin, ctx),
-                    Err(_) => self.backend_attempt_failed(login, "bad auth switch".into(), ctx),
+                    Err(_) => {
+                        self.backend_attempt_failed(login, "bad auth switch".into(), true, ctx)
+                    }
                 }
             }
             // AuthMoreData and anything else: a plugin exchange myroute
@@ -895,6 +953,20 @@ impl Pair {
     }
 
     fn on_timeout(&mut self, state: State, ctx: &mut Ctx) -> State {
+        if let State::Relaying = state {
+            let idle = self.idle_timeout.map(|d| self.last_active + d);
+            if idle.is_some_and(|t| ctx.now >= t) {
+                // Nothing moved for idle_timeout: close both sides. Bytes
+                // still buffered are dropped: a packet cannot be injected
+                // into the middle of a relayed stream to explain why.
+                self.down.clear(ctx.bufs);
+                return State::Closing {
+                    reason: EndReason::Timeout("idle_timeout"),
+                    flush: Side::Client,
+                };
+            }
+            return State::Relaying;
+        }
         if ctx.now >= self.handshake_deadline {
             return match state {
                 // The client is waiting for our answer: tell it why.
@@ -928,6 +1000,7 @@ impl Pair {
                 self.backend_attempt_failed(
                     login,
                     format!("no answer within connect_timeout ({ms}ms)"),
+                    true,
                     ctx,
                 )
             }
@@ -973,7 +1046,6 @@ mod tests {
     //! at a time, with `now` stepped by hand.
     use super::*;
     use crate::wire::{put_lenenc_bytes, Reader};
-    use std::time::Duration;
 
     const PW: &[u8] = b"password"; // *2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19
     const CONF: &str = "\
@@ -1090,7 +1162,7 @@ user.nopw.pool = primary
             p.down.attach(ctx.bufs);
             let before = p.down.len();
             assert_eq!(p.down.push(&pkt), pkt.len());
-            p.backend_bytes_arrived(before, pkt.len());
+            p.backend_bytes_arrived(before, pkt.len(), ctx.now);
             p.handle(Event::BackendData, ctx);
         });
     }

@@ -1,11 +1,13 @@
-//! Backend servers and pools, and least-connections selection.
+//! Backend servers and pools: health state, least-connections selection with
+//! weights, roles and fallback.
 //!
-//! A server that appears in several pools is one server: its active count is
-//! shared, so least-connections sees every connection it carries. Pure: no
-//! sockets, only counts and choices.
+//! A server that appears in several pools is one server: its active count and
+//! health are shared, so least-connections sees every connection it carries.
+//! Pure: no sockets, only counts, states and choices.
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 /// What a backend said about itself in its greeting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +15,30 @@ pub struct BackendInfo {
     pub version: String,
     pub capabilities: u32,
     pub charset: u8,
+}
+
+/// Up or down, as health checks and failed logins decided (HAProxy's
+/// rise/fall hysteresis).
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    /// False until the first check has answered; a server starts up.
+    pub known: bool,
+    pub down: bool,
+    /// Consecutive failures (checks or real logins) and check successes.
+    pub fails: u32,
+    pub oks: u32,
+    /// `@@read_only` as the last check read it, when checks log in.
+    pub read_only: Option<bool>,
+    /// What the last check or failure said, and when.
+    pub last: String,
+    pub last_at: Option<Instant>,
+}
+
+/// A state change to log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Up,
+    Down,
 }
 
 /// One backend server.
@@ -25,14 +51,23 @@ pub struct Server {
     pub total: u64,
     /// Learned from its latest greeting.
     pub info: Option<BackendInfo>,
+    pub health: Health,
+}
+
+/// A server's place in a pool.
+#[derive(Debug, Clone, Copy)]
+pub struct Member {
+    pub server: usize,
+    pub weight: u32,
 }
 
 /// A pool: servers that can serve the same users.
 #[derive(Debug, Clone)]
 pub struct Pool {
     pub name: String,
-    /// Indices into `Pools::servers`.
-    pub members: Vec<usize>,
+    pub members: Vec<Member>,
+    pub role: Role,
+    pub fallback: Option<usize>,
     /// Where the next tie-break starts, so equal loads rotate.
     rotor: usize,
 }
@@ -44,7 +79,7 @@ pub struct Pools {
     pub pools: Vec<Pool>,
 }
 
-/// At most this many servers in one pool (the tried-set is a bitmask).
+/// At most this many servers in one pool.
 pub const MAX_MEMBERS: usize = 64;
 
 impl Pools {
@@ -53,46 +88,186 @@ impl Pools {
         let mut pools = Vec::new();
         for p in &cfg.pools {
             let mut members = Vec::new();
-            for addr in &p.servers {
-                let idx = match servers.iter().position(|s| s.addr == *addr) {
+            for sc in &p.servers {
+                let idx = match servers.iter().position(|s| s.addr == sc.addr) {
                     Some(i) => i,
                     None => {
                         servers.push(Server {
-                            addr: *addr,
+                            addr: sc.addr,
                             active: 0,
                             total: 0,
                             info: None,
+                            health: Health::default(),
                         });
                         servers.len() - 1
                     }
                 };
-                if !members.contains(&idx) {
-                    members.push(idx);
-                }
+                members.push(Member {
+                    server: idx,
+                    weight: sc.weight,
+                });
             }
-            members.truncate(MAX_MEMBERS);
             pools.push(Pool {
                 name: p.name.clone(),
                 members,
+                role: p.role,
+                fallback: p.fallback,
                 rotor: 0,
             });
         }
         Pools { servers, pools }
     }
 
-    /// Chooses a server of `pool` not in `tried` (a bitmask of member
-    /// positions) with the fewest active connections. Returns
-    /// `(member position, server index)`.
-    pub fn pick(&mut self, pool: usize, tried: u64) -> Option<(usize, usize)> {
-        let p = self.pools.get_mut(pool)?;
-        let load: Vec<Option<u32>> = p
-            .members
-            .iter()
-            .enumerate()
-            .map(|(pos, &s)| (tried & (1 << pos) == 0).then(|| self.servers[s].active))
-            .collect();
-        let pos = pick(&load, &mut p.rotor)?;
-        Some((pos, p.members[pos]))
+    /// Whether `server` may take a new connection for a pool of `role`:
+    /// up, and reporting the `read_only` the role needs.
+    pub fn usable(&self, server: usize, role: Role) -> bool {
+        let h = &self.servers[server].health;
+        let fits = match role {
+            Role::Any => true,
+            Role::Primary => h.read_only != Some(true),
+            Role::Replica => h.read_only != Some(false),
+        };
+        !h.down && fits
+    }
+
+    /// True when some server of `pool` (or of its fallbacks) is usable.
+    pub fn has_usable(&self, pool: usize) -> bool {
+        self.chain(pool).any(|p| {
+            let pl = &self.pools[p];
+            pl.members.iter().any(|m| self.usable(m.server, pl.role))
+        })
+    }
+
+    /// `pool`, then its fallback, and so on, each pool once.
+    fn chain(&self, pool: usize) -> impl Iterator<Item = usize> + '_ {
+        let mut next = Some(pool);
+        let mut seen = 0usize;
+        std::iter::from_fn(move || {
+            let p = next?;
+            seen += 1;
+            next = self.pools[p].fallback.filter(|_| seen < self.pools.len());
+            Some(p)
+        })
+    }
+
+    /// Chooses a usable server not in `tried` with the fewest active
+    /// connections per weight, from `pool` or, when none of its servers is
+    /// usable, from its fallback pool. Returns `(pool used, server index)`.
+    pub fn pick(&mut self, pool: usize, tried: &[usize]) -> Option<(usize, usize)> {
+        let order: Vec<usize> = self.chain(pool).collect();
+        for p in order {
+            let role = self.pools[p].role;
+            let load: Vec<Option<(u32, u32)>> = self.pools[p]
+                .members
+                .iter()
+                .map(|m| {
+                    let ok = self.usable(m.server, role) && !tried.contains(&m.server);
+                    ok.then(|| (self.servers[m.server].active, m.weight))
+                })
+                .collect();
+            let pl = &mut self.pools[p];
+            if let Some(i) = pick(&load, &mut pl.rotor) {
+                return Some((p, pl.members[i].server));
+            }
+        }
+        None
+    }
+
+    /// Records a health check's result: `Ok(read_only)` or `Err(why)`.
+    /// Returns the state change, if any.
+    pub fn record_check(
+        &mut self,
+        server: usize,
+        result: Result<Option<bool>, String>,
+        now: Instant,
+        fall: u32,
+        rise: u32,
+    ) -> Option<Change> {
+        let h = &mut self.servers[server].health;
+        h.last_at = Some(now);
+        let first = !h.known;
+        h.known = true;
+        match result {
+            Ok(read_only) => {
+                h.read_only = read_only;
+                h.last = "ok".into();
+                h.fails = 0;
+                h.oks = h.oks.saturating_add(1);
+                // The first answer decides at once; later ones need `rise`.
+                if h.down && (first || h.oks >= rise) {
+                    h.down = false;
+                    return Some(Change::Up);
+                }
+            }
+            Err(why) => {
+                h.last = why;
+                h.oks = 0;
+                h.fails = h.fails.saturating_add(1);
+                if !h.down && (first || h.fails >= fall) {
+                    h.down = true;
+                    return Some(Change::Down);
+                }
+            }
+        }
+        None
+    }
+
+    /// Records a real client's failed connect or login to `server` (a
+    /// passive check): it counts toward `fall` like a failed check.
+    pub fn record_failure(
+        &mut self,
+        server: usize,
+        why: &str,
+        now: Instant,
+        fall: u32,
+    ) -> Option<Change> {
+        let h = &mut self.servers[server].health;
+        h.last = why.to_string();
+        h.last_at = Some(now);
+        h.oks = 0;
+        h.fails = h.fails.saturating_add(1);
+        if !h.down && h.fails >= fall {
+            h.down = true;
+            return Some(Change::Down);
+        }
+        None
+    }
+
+    /// A real login to `server` succeeded: its failure streak is over.
+    pub fn record_success(&mut self, server: usize) {
+        self.servers[server].health.fails = 0;
+    }
+
+    /// Logs a server going up or down, once, with the reason.
+    pub fn log_change(&self, server: usize, change: Change) {
+        let s = &self.servers[server];
+        match change {
+            Change::Down => log::warn!("server {} is DOWN: {}", s.addr, s.health.last),
+            Change::Up => log::warn!("server {} is UP", s.addr),
+        }
+    }
+
+    /// Why nothing of `pool` (and its fallbacks) can be used, server by
+    /// server, for the error a client gets.
+    pub fn down_summary(&self, pool: usize) -> String {
+        let mut parts = Vec::new();
+        for p in self.chain(pool) {
+            let pl = &self.pools[p];
+            for m in &pl.members {
+                let s = &self.servers[m.server];
+                let why = if s.health.down {
+                    format!("down ({})", s.health.last)
+                } else {
+                    format!("read_only does not fit role {:?}", pl.role).to_lowercase()
+                };
+                parts.push(format!("{}: {why}", s.addr));
+            }
+        }
+        if parts.is_empty() {
+            "no servers".into()
+        } else {
+            parts.join("; ")
+        }
     }
 
     /// The version, capabilities and character set to greet clients with:
@@ -109,16 +284,24 @@ impl Pools {
     }
 }
 
-/// Least-connections over `load` (`None` = not eligible). Among equal loads
-/// the first at or after `rotor` wins and `rotor` moves past it, so an idle
-/// pool still spreads its connections.
-pub fn pick(load: &[Option<u32>], rotor: &mut usize) -> Option<usize> {
+/// Least connections per weight over `load` (`None` = not eligible;
+/// `Some((active, weight))`). Among equal loads the first at or after
+/// `rotor` wins and `rotor` moves past it, so an idle pool still spreads.
+pub fn pick(load: &[Option<(u32, u32)>], rotor: &mut usize) -> Option<usize> {
     let n = load.len();
-    let min = load.iter().flatten().min()?;
+    // a/wa < b/wb  <=>  a*wb < b*wa (no division, no rounding).
+    let less = |(a, wa): (u32, u32), (b, wb): (u32, u32)| {
+        u64::from(a) * u64::from(wb) < u64::from(b) * u64::from(wa)
+    };
+    let best = load
+        .iter()
+        .flatten()
+        .copied()
+        .reduce(|m, x| if less(x, m) { x } else { m })?;
     let start = *rotor % n.max(1);
     let chosen = (0..n)
         .map(|i| (start + i) % n)
-        .find(|&i| load[i] == Some(*min))?;
+        .find(|&i| load[i].is_some_and(|x| !less(best, x)))?;
     *rotor = chosen + 1;
     Some(chosen)
 }
@@ -126,62 +309,146 @@ pub fn pick(load: &[Option<u32>], rotor: &mut usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn one(a: u32) -> Option<(u32, u32)> {
+        Some((a, 1))
+    }
 
     #[test]
     fn picks_the_least_loaded() {
         let mut r = 0;
-        assert_eq!(pick(&[Some(3), Some(1), Some(2)], &mut r), Some(1));
-        assert_eq!(pick(&[Some(0), Some(5)], &mut r), Some(0));
+        assert_eq!(pick(&[one(3), one(1), one(2)], &mut r), Some(1));
+        assert_eq!(pick(&[one(0), one(5)], &mut r), Some(0));
     }
 
     #[test]
     fn ties_rotate() {
         let mut r = 0;
-        let load = [Some(0), Some(0), Some(0)];
+        let load = [one(0), one(0), one(0)];
         let got: Vec<_> = (0..6).map(|_| pick(&load, &mut r).unwrap()).collect();
         assert_eq!(got, [0, 1, 2, 0, 1, 2]);
     }
 
     #[test]
+    fn weights_divide_the_load() {
+        // Weight 3 against weight 1: 3 active on the heavy one equals 1 on
+        // the light one.
+        let mut r = 0;
+        assert_eq!(pick(&[Some((1, 1)), Some((2, 3))], &mut r), Some(1));
+        assert_eq!(pick(&[Some((1, 1)), Some((4, 3))], &mut r), Some(0));
+        // Filling an idle pair of weights 1 and 3 puts 3 of 4 on the heavy one.
+        let mut active = [0u32, 0];
+        for _ in 0..400 {
+            let load = [Some((active[0], 1)), Some((active[1], 3))];
+            active[pick(&load, &mut r).unwrap()] += 1;
+        }
+        assert_eq!(active, [100, 300]);
+    }
+
+    #[test]
     fn skips_ineligible_and_handles_none_left() {
         let mut r = 0;
-        assert_eq!(pick(&[None, Some(9), None], &mut r), Some(1));
+        assert_eq!(pick(&[None, one(9), None], &mut r), Some(1));
         assert_eq!(pick(&[None, None], &mut r), None);
         assert_eq!(pick(&[], &mut r), None);
     }
 
-    fn pools() -> Pools {
-        let cfg = crate::config::parse(
+    fn pools(extra: &str) -> Pools {
+        let cfg = crate::config::parse(&format!(
             "pool.a.servers = 127.0.0.1:1, 127.0.0.1:2\npool.b.servers = 127.0.0.1:2\n\
-             user.u.password =\nuser.u.pool = a\n",
-        )
+             user.u.password =\nuser.u.pool = a\n{extra}"
+        ))
         .unwrap();
         Pools::from_config(&cfg)
     }
 
     #[test]
     fn a_server_in_two_pools_shares_its_count() {
-        let mut p = pools();
+        let mut p = pools("");
         assert_eq!(p.servers.len(), 2);
-        let (_, s) = p.pick(1, 0).unwrap();
+        let (_, s) = p.pick(1, &[]).unwrap();
         assert_eq!(s, 1);
         p.servers[s].active += 1;
         // Pool a now prefers server 0, whatever the rotor says.
         for _ in 0..3 {
-            assert_eq!(p.pick(0, 0).unwrap().1, 0);
+            assert_eq!(p.pick(0, &[]).unwrap().1, 0);
         }
     }
 
     #[test]
-    fn tried_servers_are_skipped() {
-        let mut p = pools();
-        assert_eq!(p.pick(0, 0b01).unwrap(), (1, 1));
-        assert_eq!(p.pick(0, 0b11), None);
+    fn tried_and_down_servers_are_skipped() {
+        let mut p = pools("");
+        assert_eq!(p.pick(0, &[0]), Some((0, 1)));
+        assert_eq!(p.pick(0, &[0, 1]), None);
+        p.servers[1].health.down = true;
+        assert_eq!(p.pick(0, &[0]), None);
+        assert!(p.has_usable(0));
+        p.servers[0].health.down = true;
+        assert!(!p.has_usable(0));
+    }
+
+    #[test]
+    fn fallback_is_used_only_when_no_server_is_usable() {
+        let mut p = pools("pool.b.fallback = a\npool.a.fallback = b\n");
+        assert_eq!(p.pick(1, &[]), Some((1, 1)));
+        p.servers[1].health.down = true;
+        assert_eq!(p.pick(1, &[]), Some((0, 0)), "b falls back to a");
+        p.servers[0].health.down = true;
+        assert_eq!(p.pick(1, &[]), None, "a cycle ends");
+    }
+
+    #[test]
+    fn roles_follow_read_only() {
+        let cfg = crate::config::parse(
+            "health.user = check\npool.w.servers = 127.0.0.1:1, 127.0.0.1:2\npool.w.role = primary\n\
+             pool.r.servers = 127.0.0.1:1, 127.0.0.1:2\npool.r.role = replica\n\
+             user.u.password =\nuser.u.pool = w\n",
+        )
+        .unwrap();
+        let mut p = Pools::from_config(&cfg);
+        p.servers[0].health.read_only = Some(false);
+        p.servers[1].health.read_only = Some(true);
+        assert_eq!(p.pick(0, &[]).unwrap().1, 0);
+        assert_eq!(p.pick(1, &[]).unwrap().1, 1);
+        // A promotion: the roles swap without a config change.
+        p.servers[0].health.read_only = Some(true);
+        p.servers[1].health.read_only = Some(false);
+        assert_eq!(p.pick(0, &[]).unwrap().1, 1);
+        assert_eq!(p.pick(1, &[]).unwrap().1, 0);
+    }
+
+    #[test]
+    fn rise_and_fall_hysteresis() {
+        let mut p = pools("");
+        let t = Instant::now();
+        let fail = || Err("refused".to_string());
+        // The first answer decides at once.
+        assert_eq!(p.record_check(0, Ok(None), t, 3, 2), None);
+        assert_eq!(p.record_check(0, fail(), t, 3, 2), None);
+        assert_eq!(p.record_check(0, fail(), t, 3, 2), None);
+        assert_eq!(p.record_check(0, fail(), t, 3, 2), Some(Change::Down));
+        assert_eq!(p.record_check(0, fail(), t, 3, 2), None);
+        assert_eq!(p.record_check(0, Ok(None), t, 3, 2), None);
+        assert_eq!(
+            p.record_check(0, Ok(None), t + Duration::from_secs(2), 3, 2),
+            Some(Change::Up)
+        );
+        assert_eq!(
+            p.servers[0].health.last_at,
+            Some(t + Duration::from_secs(2))
+        );
+        // A first failing check marks a server down at once.
+        assert_eq!(p.record_check(1, fail(), t, 3, 2), Some(Change::Down));
+        // Real logins count as failures too.
+        let mut p = pools("");
+        assert_eq!(p.record_failure(0, "refused", t, 2), None);
+        assert_eq!(p.record_failure(0, "refused", t, 2), Some(Change::Down));
     }
 
     #[test]
     fn advertised_intersects_capabilities() {
-        let mut p = pools();
+        let mut p = pools("");
         assert_eq!(p.advertised(), None);
         p.servers[0].info = Some(BackendInfo {
             version: "10.11.6-MariaDB".into(),
