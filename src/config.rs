@@ -30,6 +30,7 @@ pub const KEYS: &[Key] = &[
     key("server_version", None),
     key("buffer_size", Some("16384")),
     key("max_clients", Some("4096")),
+    key("reuse_port", Some("no")),
     key("connect_timeout", Some("5s")),
     key("handshake_timeout", Some("10s")),
     key("idle_timeout", Some("0")),
@@ -144,6 +145,8 @@ pub struct Config {
     pub server_version: Option<String>,
     pub buffer_size: usize,
     pub max_clients: usize,
+    /// Listen with SO_REUSEPORT, so several processes can share `listen`.
+    pub reuse_port: bool,
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
     /// `None`: never.
@@ -359,6 +362,11 @@ pub fn parse(text: &str) -> Result<Config, Error> {
         server_version,
         buffer_size: number(&entries, "buffer_size", MIN_BUFFER, MAX_BUFFER)?,
         max_clients: number(&entries, "max_clients", 1, 1 << 20)?,
+        reuse_port: match global(&entries, "reuse_port") {
+            Some((_, "yes")) => true,
+            Some((_, "no")) | None => false,
+            Some((line, v)) => return err(line, format!("reuse_port: '{v}': expected yes or no")),
+        },
         connect_timeout: duration(&entries, "connect_timeout", false)?,
         handshake_timeout: duration(&entries, "handshake_timeout", false)?,
         idle_timeout: (!idle.is_zero()).then_some(idle),
@@ -594,6 +602,7 @@ user.nopw.pool = replicas
             ("buffer_size = 100\n", 4, "from 4096 to"),
             ("buffer_size = 16k\n", 4, "not a number"),
             ("max_clients = 0\n", 4, "not a number"),
+            ("reuse_port = on\n", 4, "expected yes or no"),
             ("health.fall = x\n", 4, "not a number"),
             ("idle_timeout = 5\n", 4, "not a duration"),
             ("health.interval = 0\n", 4, "not a duration"),
@@ -645,6 +654,7 @@ user.nopw.pool = replicas
         .unwrap();
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(600)));
         assert_eq!(c.max_clients, 10);
+        assert!(!c.reuse_port);
         assert_eq!(c.source_address, Some("127.0.0.2".parse().unwrap()));
         assert_eq!(c.health.interval, Duration::from_millis(500));
         assert_eq!((c.health.fall, c.health.rise), (1, 4));

@@ -96,6 +96,7 @@ pub struct Proxy {
     /// key is never reused within one batch of events.
     closed: Vec<usize>,
     pending: Vec<usize>,
+    spare_pending: Vec<usize>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     stamp: u64,
     next_id: u32,
@@ -136,7 +137,7 @@ impl Proxy {
     /// Binds the listener and starts the first round of health checks.
     pub fn bind(cfg: Config) -> std::io::Result<Proxy> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(cfg.listen)?;
+        let mut listener = sys::listen(cfg.listen, cfg.reuse_port)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let pools = Pools::from_config(&cfg);
@@ -150,6 +151,7 @@ impl Proxy {
             free: Vec::new(),
             closed: Vec::new(),
             pending: Vec::new(),
+            spare_pending: Vec::new(),
             timers: BinaryHeap::new(),
             stamp: 0,
             next_id: 1,
@@ -252,13 +254,17 @@ impl Proxy {
     }
 
     fn run_pending(&mut self, now: Instant) {
-        let batch = std::mem::take(&mut self.pending);
-        for key in batch {
+        // Swap in the spare list rather than allocating one: pairs driven
+        // now may queue themselves again for the next pass.
+        let mut batch = std::mem::take(&mut self.spare_pending);
+        std::mem::swap(&mut batch, &mut self.pending);
+        for key in batch.drain(..) {
             if let Some(Some(conn)) = self.slab.get_mut(key) {
                 conn.queued = false;
             }
             self.drive_guarded(key, now);
         }
+        self.spare_pending = batch;
     }
 
     /// Runs `drive` so that a bug that panics while serving one pair ends

@@ -31,6 +31,62 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
     Ok((before, lim.rlim_cur))
 }
 
+/// A non-blocking listening socket on `addr`, with SO_REUSEADDR and, if
+/// `reuse_port`, SO_REUSEPORT (so several processes can share the port and
+/// the kernel spreads connections over them).
+pub fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<mio::net::TcpListener> {
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain system call; the result is checked below.
+    let fd = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a socket we just created and own.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut options = vec![libc::SO_REUSEADDR];
+    if reuse_port {
+        options.push(libc::SO_REUSEPORT);
+    }
+    for opt in options {
+        let one: libc::c_int = 1;
+        // SAFETY: `one` is a c_int that lives across the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &one as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    let (sa, len) = sockaddr(addr);
+    // SAFETY: `sa` is a valid sockaddr of `len` bytes.
+    if unsafe { libc::bind(fd, &sa as *const _ as *const libc::sockaddr, len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: plain system call on a socket we own.
+    if unsafe { libc::listen(fd, 1024) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(mio::net::TcpListener::from_std(
+        std::net::TcpListener::from(owned),
+    ))
+}
+
 /// A `sockaddr_storage` holding `addr`, and its length.
 fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
@@ -121,6 +177,14 @@ mod tests {
         let _s = connect_from("127.0.0.2".parse().unwrap(), dst).unwrap();
         let (_conn, peer) = l.accept().unwrap();
         assert_eq!(peer.ip(), "127.0.0.2".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn two_listeners_share_a_port_with_reuse_port() {
+        let a = listen("127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let addr = a.local_addr().unwrap();
+        let _b = listen(addr, true).unwrap();
+        assert!(listen(addr, false).is_err(), "without it the port is taken");
     }
 
     #[test]
