@@ -162,6 +162,17 @@ impl Check {
                             Ok(x) => x,
                             Err(e) => return Some(Err(format!("bad auth switch: {e}"))),
                         };
+                        if user.is_none() {
+                            // The anonymous login has no password for any
+                            // plugin: an empty answer gets the refusal that
+                            // ends the handshake cleanly.
+                            put_packet(&mut self.out, seq.wrapping_add(1), &[]);
+                            self.step = Step::AwaitingLogin {
+                                seq: seq.wrapping_add(2),
+                                switched: true,
+                            };
+                            return None;
+                        }
                         if plugin != NATIVE || salt.len() != scramble::LEN {
                             let name = String::from_utf8_lossy(&plugin).into_owned();
                             return Some(Err(format!("server asks for auth plugin '{name}'")));
@@ -359,6 +370,21 @@ mod tests {
         assert!(matches!(c.on_bytes(&denied, Some(&u)), Some(Err(e)) if e.contains("health.user")));
         let mut c = Check::new(false);
         assert!(matches!(c.on_bytes(&[0xFF; 70_000], None), Some(Err(_))));
+    }
+
+    #[test]
+    fn anonymous_check_answers_any_auth_switch_with_nothing() {
+        let mut c = Check::new(false);
+        c.connected();
+        c.on_bytes(&greeting(), None);
+        sent(&mut c);
+        let mut switch = vec![0xFE];
+        switch.extend_from_slice(b"caching_sha2_password\0");
+        switch.extend_from_slice(&[7; 20]);
+        assert_eq!(c.on_bytes(&packet(2, &switch), None), None);
+        assert_eq!(sent(&mut c), vec![(3, vec![])]);
+        let denied = err_packet(4, 1045, "28000", "Access denied");
+        assert_eq!(c.on_bytes(&denied, None), Some(Ok(None)));
     }
 
     #[test]

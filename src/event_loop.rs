@@ -786,7 +786,7 @@ fn pump_client_out(conn: &mut Conn, ctx: &mut Ctx) -> bool {
         return false;
     }
     let (n, st) = write_from(&mut pair.down, &mut conn.client);
-    pair.client_bytes_sent(n);
+    pair.client_bytes_sent(n, ctx.now);
     pair.down.release_if_empty(ctx.bufs);
     match st {
         IoStatus::Open => {}

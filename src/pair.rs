@@ -244,8 +244,11 @@ impl Pair {
             | State::AwaitingBackendAuth { deadline, .. } => {
                 Some(self.handshake_deadline.min(*deadline))
             }
-            State::Relaying => self.idle_timeout.map(|d| self.last_active + d),
-            State::Closing { .. } => None,
+            // A closing pair whose peer stops reading is bounded by the same
+            // idle limit as a relaying one.
+            State::Relaying | State::Closing { .. } => {
+                self.idle_timeout.map(|d| self.last_active + d)
+            }
         }
     }
 
@@ -363,8 +366,11 @@ impl Pair {
     }
 
     /// Counts bytes written to the client.
-    pub fn client_bytes_sent(&mut self, n: usize) {
+    pub fn client_bytes_sent(&mut self, n: usize, now: Instant) {
         self.bytes_out += n as u64;
+        if n > 0 {
+            self.last_active = now;
+        }
     }
 
     /// The one place where the pair reacts to what happened. Transitions go
@@ -401,6 +407,7 @@ impl Pair {
                 }
             }
             // Anything else while closing changes nothing: the end is decided.
+            (s @ State::Closing { .. }, Event::Timeout) => self.on_timeout(s, ctx),
             (s @ State::Closing { .. }, _) => s,
 
             // The client left: nothing to finish on its behalf.
@@ -953,6 +960,16 @@ impl Pair {
     }
 
     fn on_timeout(&mut self, state: State, ctx: &mut Ctx) -> State {
+        if let State::Closing { reason, flush } = state {
+            let idle = self.idle_timeout.map(|d| self.last_active + d);
+            if idle.is_some_and(|t| ctx.now >= t) {
+                // The side being flushed stopped taking bytes: give up on them.
+                self.down.clear(ctx.bufs);
+                self.up.clear(ctx.bufs);
+                self.to_backend.clear();
+            }
+            return State::Closing { reason, flush };
+        }
         if let State::Relaying = state {
             let idle = self.idle_timeout.map(|d| self.last_active + d);
             if idle.is_some_and(|t| ctx.now >= t) {
@@ -1669,6 +1686,31 @@ user.nopw.pool = primary
         assert_eq!(p.finished(), None, "COM_QUIT still to deliver");
         w.with(|ctx| p.up.clear(ctx.bufs));
         assert_eq!(p.finished(), Some(&EndReason::ClientClosed));
+    }
+
+    #[test]
+    fn idle_timeout_closes_relaying_and_stalled_closing_pairs() {
+        let mut w = World::new();
+        w.cfg.idle_timeout = Some(Duration::from_secs(5));
+        let mut p = relaying(&mut w);
+        // No deadline moved by the login: relaying starts the idle clock.
+        w.now += Duration::from_secs(3);
+        from_client(&mut w, &mut p, 0, b"\x03SELECT 1");
+        assert_eq!(p.deadline(), Some(w.now + Duration::from_secs(5)));
+        w.now += Duration::from_secs(4);
+        event(&mut w, &mut p, Event::Timeout);
+        assert!(p.is_relaying(), "activity 4s ago: not idle yet");
+        w.now += Duration::from_secs(1);
+        event(&mut w, &mut p, Event::Timeout);
+        assert_eq!(p.finished(), Some(&EndReason::Timeout("idle_timeout")));
+        // A pair flushing toward a client that never reads ends too.
+        let mut q = relaying(&mut w);
+        from_backend(&mut w, &mut q, 1, b"\x00\x00\x00\x02\x00\x00\x00");
+        event(&mut w, &mut q, Event::BackendFailed("closed".into()));
+        assert_eq!(q.finished(), None);
+        w.now += Duration::from_secs(5);
+        event(&mut w, &mut q, Event::Timeout);
+        assert_eq!(q.finished(), Some(&EndReason::BackendClosed));
     }
 
     #[test]
