@@ -43,7 +43,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(500);
 /// Failed-login warnings logged per second at most; the rest are counted.
 const LOGIN_WARNINGS_PER_SECOND: u32 = 10;
 /// Spare ring buffers kept for reuse.
-const SPARE_BUFFERS: usize = 256;
+const SPARE_BUFFERS: usize = 64;
 
 /// Per-socket readiness as last reported and not yet used up.
 #[derive(Default, Clone, Copy)]
