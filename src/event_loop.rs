@@ -113,8 +113,8 @@ pub struct Proxy {
     starting_until: Option<Instant>,
     /// Pairs alive now (for `max_clients`).
     live: usize,
-    /// Bounds the "too many connections" warnings.
-    full_warnings: RateLimit,
+    /// Bounds the warnings about running short (max_clients, descriptors).
+    resource_warnings: RateLimit,
 }
 
 /// Twenty random bytes from the OS.
@@ -163,7 +163,7 @@ impl Proxy {
             next_checks: Instant::now(),
             starting_until: None,
             live: 0,
-            full_warnings: RateLimit::new(Duration::from_secs(1), 1),
+            resource_warnings: RateLimit::new(Duration::from_secs(1), 1),
             cfg,
         };
         proxy.checks.resize_with(proxy.pools.servers.len(), || None);
@@ -332,7 +332,7 @@ impl Proxy {
             // ERR 1040 as the first packet, as a server does when full; a
             // fresh socket takes these few bytes at once.
             let _ = std::io::Write::write(&mut client, &Refusal::TooManyConnections.packet(0));
-            if self.full_warnings.allow(now) {
+            if self.resource_warnings.allow(now) {
                 warn!(
                     "max_clients ({}) reached: refusing {peer}",
                     self.cfg.max_clients
@@ -554,6 +554,13 @@ impl Proxy {
                         connected: false,
                         deadline: now + self.cfg.connect_timeout,
                     })
+                }
+                // Out of descriptors or ports here says nothing about the
+                // server: try again next round.
+                Err(e) if is_local_shortage(&e) => {
+                    if self.resource_warnings.allow(now) {
+                        warn!("cannot check server {addr}: {e}");
+                    }
                 }
                 Err(e) => self.end_check(server, Err(format!("connect: {e}")), now),
             }

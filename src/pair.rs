@@ -39,7 +39,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// COM_CHANGE_USER command byte.
+/// COM_QUIT and COM_CHANGE_USER command bytes.
+const COM_QUIT: u8 = 0x01;
 const COM_CHANGE_USER: u8 = 0x11;
 
 /// Everything the pair needs from the rest of the proxy while it handles an
@@ -175,6 +176,9 @@ pub struct Pair {
     pub server: Option<usize>,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// The client sent COM_QUIT: the backend's close that follows is the
+    /// client's doing.
+    quit_sent: bool,
     /// When bytes last moved, and how long a relaying pair may stay idle.
     last_active: Instant,
     idle_timeout: Option<Duration>,
@@ -217,6 +221,7 @@ impl Pair {
             server: None,
             bytes_in: 0,
             bytes_out: 0,
+            quit_sent: false,
             last_active: ctx.now,
             idle_timeout: ctx.cfg.idle_timeout,
         };
@@ -321,6 +326,9 @@ impl Pair {
             let chunk = slice_at(a, b, offset, end - offset);
             let (walked, command) = self.up_framer.feed(chunk);
             offset += walked;
+            if command == Some(COM_QUIT) {
+                self.quit_sent = true;
+            }
             if command == Some(COM_CHANGE_USER) {
                 // Its header began 5 bytes before here. Answer ERR only at a
                 // clean point: no earlier command still unsent, and the
@@ -473,7 +481,11 @@ impl Pair {
                 Event::NoBackendSocket(why),
             ) => self.backend_attempt_failed(login, why, false, ctx),
             (State::Relaying, Event::BackendFailed(_)) => State::Closing {
-                reason: EndReason::BackendClosed,
+                reason: if self.quit_sent {
+                    EndReason::ClientClosed
+                } else {
+                    EndReason::BackendClosed
+                },
                 flush: Side::Client,
             },
 
@@ -1711,6 +1723,16 @@ user.nopw.pool = primary
         w.now += Duration::from_secs(5);
         event(&mut w, &mut q, Event::Timeout);
         assert_eq!(q.finished(), Some(&EndReason::BackendClosed));
+    }
+
+    #[test]
+    fn backend_closing_after_com_quit_is_the_clients_doing() {
+        let mut w = World::new();
+        let mut p = relaying(&mut w);
+        from_client(&mut w, &mut p, 0, b"\x01");
+        w.with(|ctx| p.up.clear(ctx.bufs));
+        event(&mut w, &mut p, Event::BackendFailed("closed".into()));
+        assert_eq!(p.finished(), Some(&EndReason::ClientClosed));
     }
 
     #[test]

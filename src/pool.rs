@@ -31,6 +31,8 @@ pub struct Health {
     pub read_only: Option<bool>,
     /// What the last check or failure said, and when.
     pub last: String,
+    /// The failure that took the server down (kept while it comes back).
+    pub down_reason: String,
     pub last_at: Option<Instant>,
 }
 
@@ -205,6 +207,7 @@ impl Pools {
                 h.fails = h.fails.saturating_add(1);
                 if !h.down && (first || h.fails >= fall) {
                     h.down = true;
+                    h.down_reason = h.last.clone();
                     return Some(Change::Down);
                 }
             }
@@ -228,6 +231,7 @@ impl Pools {
         h.fails = h.fails.saturating_add(1);
         if !h.down && h.fails >= fall {
             h.down = true;
+            h.down_reason = h.last.clone();
             return Some(Change::Down);
         }
         None
@@ -242,7 +246,7 @@ impl Pools {
     pub fn log_change(&self, server: usize, change: Change) {
         let s = &self.servers[server];
         match change {
-            Change::Down => log::warn!("server {} is DOWN: {}", s.addr, s.health.last),
+            Change::Down => log::warn!("server {} is DOWN: {}", s.addr, s.health.down_reason),
             Change::Up => log::warn!("server {} is UP", s.addr),
         }
     }
@@ -256,7 +260,7 @@ impl Pools {
             for m in &pl.members {
                 let s = &self.servers[m.server];
                 let why = if s.health.down {
-                    format!("down ({})", s.health.last)
+                    format!("down ({})", s.health.down_reason)
                 } else {
                     format!("read_only does not fit role {:?}", pl.role).to_lowercase()
                 };

@@ -45,7 +45,7 @@ def main():
         print("\nmyroute's access log:")
         for line in proxy.log_lines():
             if "conn=" in line and "end=" in line:
-                print("  " + line.split("] ", 1)[-1])
+                print("  " + line.split(": ", 1)[-1])
         if hold:
             print("\nTry it:  mariadb -h %s -P %d -u app_ro -p'%s' --skip-ssl"
                   % (proxy.host, proxy.port, USERS["app_ro"]))

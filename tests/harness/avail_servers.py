@@ -1,0 +1,262 @@
+"""MariaDB servers that availability tests may stop, freeze, restart and
+reconfigure, apart from the session's shared cluster.
+
+`OwnCluster(specs)` starts one server per spec (a dict of options, see
+`Instance`) from one template datadir, with the usual test accounts and a
+USAGE-only account for health checks.  `restore()` puts every server back
+the way it started (running, not frozen, read_only off, host cache empty),
+so one OwnCluster can serve several destructive tests in turn.
+"""
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pymysql
+
+from . import util
+from .mariadb import MariaDB, _tail, _which
+
+# The account health checks log in as: no privilege beyond USAGE.
+HEALTH_USER = "avail_monitor"
+HEALTH_PASSWORD = "mon-Secret-4471-medlar"
+
+
+class Instance(MariaDB):
+    """A mariadbd that can be killed, frozen and restarted on the same port
+    and datadir.
+
+    name_resolve: False adds --skip-name-resolve (as the shared cluster
+    does); True leaves name resolution (and so the host cache and host
+    blocking) on.  max_connect_errors: the server's limit before it blocks a
+    host.  performance_schema: turn it on (for performance_schema.host_cache).
+    """
+
+    def __init__(self, name, basedir, datadir, port, as_root, name_resolve=False,
+                 max_connect_errors=100000, performance_schema=False):
+        super().__init__(name, basedir, datadir, port, as_root)
+        self.name_resolve = name_resolve
+        self.max_connect_errors = max_connect_errors
+        self.performance_schema = performance_schema
+        self.frozen = False
+
+    def args(self):
+        args = [
+            _which("mariadbd"),
+            "--no-defaults",
+            "--datadir=" + self.datadir,
+            "--port=%d" % self.port,
+            "--bind-address=127.0.0.1",
+            "--socket=" + self.socket,
+            "--pid-file=" + self.pidfile,
+            "--log-error=" + self.errlog,
+            "--max-allowed-packet=16M",
+            "--query-cache-type=0",
+            "--query-cache-size=0",
+            "--innodb-buffer-pool-size=16M",
+            "--innodb-log-file-size=16M",
+            "--innodb-flush-log-at-trx-commit=0",
+            "--innodb-doublewrite=0",
+            "--performance-schema=%s" % ("ON" if self.performance_schema else "OFF"),
+            "--max-connections=200",
+            "--max-connect-errors=%d" % self.max_connect_errors,
+            "--key-buffer-size=1M",
+            "--aria-pagecache-buffer-size=8M",
+            "--table-open-cache=200",
+            "--thread-cache-size=16",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_general_ci",
+        ]
+        if not self.name_resolve:
+            args.append("--skip-name-resolve")
+        if self.as_root:
+            args.append("--user=mysql")
+        return args
+
+    def start(self):
+        self.frozen = False
+        self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """SIGKILL: the port is closed at once, connections are reset."""
+        if self.proc is None:
+            return
+        self.thaw()
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=15)
+        self.proc = None
+        util.wait_until(lambda: not util.is_listening(self.port), 5,
+                        what="port %d to close after killing %s" % (self.port, self.name))
+
+    def restart(self, timeout=60):
+        """Starts it again on the same port and datadir; returns the
+        time.time() of the start."""
+        if self.running:
+            return None
+        started = time.time()
+        self.start()
+        self.wait_ready(timeout)
+        return started
+
+    def freeze(self):
+        """SIGSTOP: the kernel still completes TCP connects to its port, but
+        the server never greets."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self):
+        if self.frozen and self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGCONT)
+        self.frozen = False
+
+    def status(self, name):
+        """A global status counter (SHOW GLOBAL STATUS), as an int; None if
+        the server has no such counter."""
+        rows = self.admin_query("SHOW GLOBAL STATUS LIKE %s", (name,))
+        return int(rows[0][1]) if rows else None
+
+    def set_read_only(self, on):
+        self.admin_query("SET GLOBAL read_only = %d" % (1 if on else 0))
+
+    def read_only(self):
+        return bool(self.admin_query("SELECT @@global.read_only")[0][0])
+
+    def setup(self):
+        super().setup()
+        conn = self.admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("CREATE USER %s@'%%' IDENTIFIED VIA mysql_native_password "
+                            "USING PASSWORD(%s)", (HEALTH_USER, HEALTH_PASSWORD))
+        finally:
+            conn.close()
+
+    def restore(self):
+        """Running, not frozen, read_only off, empty host cache."""
+        self.thaw()
+        if not self.running:
+            self.restart()
+        self.set_read_only(False)
+        self.admin_query("FLUSH HOSTS")
+
+
+class OwnCluster:
+    """Servers for destructive tests; `specs` is a list of dicts of Instance
+    options (name_resolve, max_connect_errors, performance_schema), one per
+    server, or an int (that many plain servers)."""
+
+    def __init__(self, specs, prefix="myroute-e2e-avail-"):
+        if isinstance(specs, int):
+            specs = [{} for _ in range(specs)]
+        self.specs = list(specs)
+        self.prefix = prefix
+        self.tmp = None
+        self.servers = []
+
+    def __getitem__(self, i):
+        return self.servers[i]
+
+    def __len__(self):
+        return len(self.servers)
+
+    def by_port(self, port):
+        for s in self.servers:
+            if s.port == port:
+                return s
+        raise KeyError(port)
+
+    def start(self):
+        self.tmp = tempfile.mkdtemp(prefix=self.prefix)
+        try:
+            self._start(os.geteuid() == 0)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, as_root):
+        os.chmod(self.tmp, 0o755)
+        template = os.path.join(self.tmp, "template")
+        os.mkdir(template)
+        ids = None
+        if as_root:
+            pw = pwd.getpwnam("mysql")
+            ids = (pw.pw_uid, pw.pw_gid)
+            os.chown(template, *ids)
+        args = [_which("mariadb-install-db"), "--no-defaults", "--datadir=" + template,
+                "--auth-root-authentication-method=normal", "--skip-test-db"]
+        if as_root:
+            args.append("--user=mysql")
+        res = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, timeout=120)
+        if res.returncode != 0:
+            raise RuntimeError("mariadb-install-db failed (%d):\n%s"
+                               % (res.returncode, res.stdout.decode(errors="replace")[-4000:]))
+        for i, spec in enumerate(self.specs):
+            name = "s%d" % (i + 1)
+            base = os.path.join(self.tmp, name)
+            os.mkdir(base)
+            datadir = os.path.join(base, "data")
+            shutil.copytree(template, datadir, symlinks=True)
+            if ids:
+                for root, dirs, files in os.walk(base):
+                    os.chown(root, *ids)
+                    for f in files:
+                        os.chown(os.path.join(root, f), *ids)
+            self.servers.append(Instance(name, base, datadir, util.free_port(), as_root,
+                                         **spec))
+        for s in self.servers:
+            s.start()
+        for s in self.servers:
+            s.wait_ready()
+        for s in self.servers:
+            s.setup()
+
+    def restore(self):
+        """Every server back to its starting state; raises the first error
+        after trying them all."""
+        errors = []
+        for s in self.servers:
+            try:
+                s.restore()
+            except Exception as e:
+                errors.append("%s: %r; error log:\n%s" % (s.name, e, _tail(s.errlog)))
+        if errors:
+            raise RuntimeError("could not restore the servers: " + "\n".join(errors))
+
+    def stop(self):
+        errors = []
+        for s in self.servers:
+            try:
+                s.thaw()
+                s.stop()
+            except Exception as e:
+                errors.append(e)
+        self.servers = []
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+        if errors:
+            raise errors[0]
+
+
+def connect_from(source, host, port, user, password, **kw):
+    """A PyMySQL login from local address `source` (bound before
+    connecting, so the server sees that address)."""
+    kw.setdefault("connect_timeout", 10)
+    return pymysql.connect(host=host, port=port, user=user, password=password,
+                           bind_address=source, ssl_disabled=True, **kw)
