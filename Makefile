@@ -4,6 +4,8 @@
 #   make static     statically linked, stripped x86_64 musl binary
 #   make install    PREFIX=/usr/local DESTDIR= : binary and man pages
 #   make demo       the proxy in front of local MariaDB servers, routing shown
+#   make bench      myroute against direct and HAProxy (bench/results.md)
+#   make fuzz       every fuzz target for FUZZ_SECONDS each (default 60)
 #   make clean
 
 PREFIX  ?= /usr/local
@@ -14,7 +16,7 @@ MUSL    := x86_64-unknown-linux-musl
 BIN     := target/release/myroute
 STATIC  := target/$(MUSL)/release/myroute
 
-.PHONY: all release test unit e2e deps static install demo clean
+.PHONY: all release test unit e2e deps static install demo bench fuzz clean
 
 all: release
 
@@ -49,6 +51,12 @@ install: release
 demo: release
 	bash tests/setup-deps.sh
 	MYROUTE_BIN=$(CURDIR)/$(BIN) $(PYTHON) tests/demo.py
+
+bench: release
+	bash bench/run.sh
+
+fuzz:
+	bash fuzz/run.sh
 
 clean:
 	$(CARGO) clean

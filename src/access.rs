@@ -85,6 +85,14 @@ impl RateLimit {
         }
     }
 
+    /// When `take_suppressed` will have something to say, so the loop can
+    /// wake up for it.
+    pub fn flush_at(&self) -> Option<std::time::Instant> {
+        self.started
+            .filter(|_| self.suppressed > 0)
+            .map(|t| t + self.window)
+    }
+
     /// Once the window in which events were suppressed is over, returns how
     /// many were (and forgets them), so the log can say so once.
     pub fn take_suppressed(&mut self, now: std::time::Instant) -> Option<u64> {

@@ -117,6 +117,7 @@ impl Check {
                     Some(stage1) => scramble::token_for(&g.salt, stage1).to_vec(),
                     None => Vec::new(),
                 };
+                scramble::wipe_stack();
                 let name = user.map_or(ANONYMOUS_USER, |u| u.name.as_bytes());
                 put_packet(
                     &mut self.out,
@@ -181,6 +182,7 @@ impl Check {
                             Some(stage1) => scramble::token_for(&salt, stage1).to_vec(),
                             None => Vec::new(),
                         };
+                        scramble::wipe_stack();
                         put_packet(&mut self.out, seq.wrapping_add(1), &token);
                         self.step = Step::AwaitingLogin {
                             seq: seq.wrapping_add(2),

@@ -327,6 +327,9 @@ pub fn parse(text: &str) -> Result<Config, Error> {
     let listen = parse_address(v).or_else(|m| err(line, m))?;
     let server_version = match global(&entries, "server_version") {
         Some((line, "")) => return err(line, "server_version must not be empty"),
+        Some((line, v)) if v.contains('\0') => {
+            return err(line, "server_version must not contain a NUL byte")
+        }
         other => other.map(|(_, v)| v.to_string()),
     };
     let source_address = match global(&entries, "source_address") {
@@ -603,6 +606,7 @@ user.nopw.pool = replicas
             ("buffer_size = 16k\n", 4, "not a number"),
             ("max_clients = 0\n", 4, "not a number"),
             ("reuse_port = on\n", 4, "expected yes or no"),
+            ("server_version = 8.0\0x\n", 4, "NUL"),
             ("health.fall = x\n", 4, "not a number"),
             ("idle_timeout = 5\n", 4, "not a duration"),
             ("health.interval = 0\n", 4, "not a duration"),

@@ -61,7 +61,8 @@ impl Refusal {
                 host,
                 using_password,
             } => format!(
-                "Access denied for user '{user}'@'{host}' (using password: {})",
+                "Access denied for user '{}'@'{host}' (using password: {})",
+                clip(user, 128),
                 if *using_password { "YES" } else { "NO" }
             ),
             Refusal::SslUnsupported => {
@@ -88,6 +89,15 @@ impl Refusal {
         let (code, state) = self.code();
         err_packet(seq, code, state, &self.message())
     }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Builds an ERR packet (CLIENT_PROTOCOL_41 layout: 0xFF, code, '#',
@@ -183,6 +193,8 @@ mod tests {
             host: "h".into(),
             using_password: true,
         };
-        assert!(r.packet(2).len() < 600);
+        let p = r.packet(2);
+        assert!(p.len() < 600);
+        assert!(String::from_utf8_lossy(&p).ends_with("'@'h' (using password: YES)"));
     }
 }

@@ -245,6 +245,7 @@ impl Proxy {
             self.accept_paused_until,
             self.starting_until,
             Some(self.next_checks),
+            self.login_warnings.flush_at(),
         ];
         let check_deadlines = self.checks.iter().flatten().map(|c| c.deadline);
         for t in others.into_iter().flatten().chain(check_deadlines) {

@@ -104,7 +104,7 @@ struct Login {
     hello: Response,
     /// `SHA1(password)`, or `None` for an account without password. Zeroed
     /// when the login ends (see `Secret`'s `Drop`).
-    stage1: Option<Secret>,
+    stage1: Option<Box<Secret>>,
     pool: usize,
     /// Servers already tried for this login.
     tried: Vec<usize>,
@@ -135,9 +135,10 @@ pub enum Event {
     Timeout,
 }
 
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl State {
+    /// The state's stable name, as logs and docs spell it.
+    fn name(&self) -> &'static str {
+        match self {
             State::AwaitingClientResponse { .. } => "AWAITING-CLIENT-RESPONSE",
             State::AwaitingAuthSwitch { .. } => "AWAITING-AUTH-SWITCH",
             State::Connecting { .. } => "CONNECTING",
@@ -145,7 +146,13 @@ impl fmt::Display for State {
             State::AwaitingBackendAuth { .. } => "AWAITING-BACKEND-AUTH",
             State::Relaying => "RELAYING",
             State::Closing { .. } => "CLOSING",
-        })
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -300,9 +307,8 @@ impl Pair {
     }
 
     /// Name of the current state, for logs and tests.
-    #[cfg(test)]
-    pub fn state_name(&self) -> String {
-        self.state.to_string()
+    pub fn state_name(&self) -> &'static str {
+        self.state.name()
     }
 
     /// Counts bytes that just entered `up` (at offset `from`) and, while
@@ -350,7 +356,8 @@ impl Pair {
                         flush: Side::Client,
                     }
                 };
-                self.set_state(next, ctx);
+                let from = self.state.name();
+                self.set_state(from, next, ctx);
                 return;
             }
         }
@@ -385,6 +392,7 @@ impl Pair {
     /// through `set_state`.
     pub fn handle(&mut self, ev: Event, ctx: &mut Ctx) {
         let was_relaying = self.is_relaying();
+        let from = self.state.name();
         let state = std::mem::replace(&mut self.state, State::Relaying);
         let next = match (state, ev) {
             // The side being flushed went away: nothing left to flush.
@@ -502,7 +510,7 @@ impl Pair {
                 }
             }
         };
-        self.set_state(next, ctx);
+        self.set_state(from, next, ctx);
         if !was_relaying && self.is_relaying() && !self.up.is_empty() {
             // Commands a client pipelined behind its login are relayed now:
             // scan them like any other.
@@ -512,7 +520,7 @@ impl Pair {
     }
 
     /// The only assignment to `self.state`.
-    fn set_state(&mut self, next: State, ctx: &mut Ctx) {
+    fn set_state(&mut self, from: &'static str, next: State, ctx: &mut Ctx) {
         // Which backend socket the new state needs.
         self.backend = match &next {
             State::Connecting { login, .. }
@@ -532,10 +540,8 @@ impl Pair {
             }
             self.to_backend.clear();
         }
-        if log::log_enabled!(log::Level::Trace)
-            && std::mem::discriminant(&self.state) != std::mem::discriminant(&next)
-        {
-            log::trace!("conn={} state={}=>{}", self.id, self.state, next);
+        if from != next.name() {
+            log::trace!("conn={} state={from}=>{next}", self.id);
         }
         self.state = next;
     }
@@ -572,7 +578,7 @@ impl Pair {
     }
 
     fn on_client_response(&mut self, salt: [u8; scramble::LEN], ctx: &mut Ctx) -> State {
-        let (seq, payload) = match take_packet(&mut self.up, max_payload(ctx)) {
+        let (seq, payload) = match take_packet(&mut self.up, max_login_payload(ctx)) {
             Ok(Some(p)) => p,
             Ok(None) => return State::AwaitingClientResponse { salt },
             Err(e) => return self.bad_handshake(e, 2, ctx),
@@ -585,7 +591,12 @@ impl Pair {
                 ctx,
             );
         }
-        let hello = match handshake::parse_client_hello(&payload) {
+        let parsed = handshake::parse_client_hello(&payload);
+        // The packet holds the token: wipe it and the ring it came through.
+        let mut payload = payload;
+        payload.fill(0);
+        self.up.scrub();
+        let hello = match parsed {
             Ok(ClientHello::Response(r)) => r,
             Ok(ClientHello::SslRequest) => {
                 return self.refuse(
@@ -630,7 +641,7 @@ impl Pair {
         mut hello: Box<Response>,
         ctx: &mut Ctx,
     ) -> State {
-        let (seq, payload) = match take_packet(&mut self.up, max_payload(ctx)) {
+        let (seq, payload) = match take_packet(&mut self.up, max_login_payload(ctx)) {
             Ok(Some(p)) => p,
             Ok(None) => return State::AwaitingAuthSwitch { salt, hello },
             Err(e) => return self.bad_handshake(e, 4, ctx),
@@ -643,7 +654,8 @@ impl Pair {
                 ctx,
             );
         }
-        hello.auth = payload;
+        self.up.scrub();
+        hello.auth = payload; // wiped by verify
         self.verify(*hello, &salt, 4, ctx)
     }
 
@@ -665,18 +677,10 @@ impl Pair {
         ctx: &mut Ctx,
     ) -> State {
         let user = ctx.cfg.user(&hello.user);
-        // Unknown users are checked against a decoy hash, so they cost the
-        // same and fail the same way as a wrong password.
-        let stage2 = match user {
-            Some(u) => u.stage2.as_ref(),
-            None => Some(ctx.decoy),
-        };
-        let stage1 = match stage2 {
-            // MySQL semantics: an account without password accepts only an
-            // empty token.
-            None => hello.auth.is_empty().then_some(None),
-            Some(s2) => scramble::check_token(salt, s2, &hello.auth).map(Some),
-        };
+        let stage1 = recover_stage1(user, ctx.decoy, salt, &hello.auth);
+        // stage1 now lives only on the heap; wipe the copies the checking
+        // left in stack frames below this one.
+        scramble::wipe_stack();
         let using_password = !hello.auth.is_empty();
         // The token has served its purpose; do not keep it around.
         hello.auth.fill(0);
@@ -829,6 +833,7 @@ impl Pair {
             Some(stage1) => scramble::token_for(&g.salt, stage1).to_vec(),
             None => Vec::new(),
         };
+        scramble::wipe_stack();
         let response = handshake::build_response(&login.hello, g.capabilities, &token);
         put_packet(&mut self.to_backend, 1, &response);
         State::AwaitingBackendAuth {
@@ -928,6 +933,7 @@ impl Pair {
                             Some(stage1) => scramble::token_for(&salt, stage1).to_vec(),
                             None => Vec::new(),
                         };
+                        scramble::wipe_stack();
                         put_packet(&mut self.to_backend, seq.wrapping_add(1), &token);
                         State::AwaitingBackendAuth {
                             login,
@@ -1053,9 +1059,41 @@ pub fn advertised_caps(info: Option<&BackendInfo>) -> u32 {
         | caps::PLUGIN_AUTH
 }
 
-/// The largest connection-phase packet myroute accepts: one that fits a ring.
+/// Checks a client's token for `user` (unknown users against the decoy hash,
+/// so they cost the same and fail the same way as a wrong password) and
+/// returns `Some(stage1)` if it is right (`Some(None)` for an account without
+/// password, which accepts only an empty token, as MySQL does). Kept out of
+/// line so every stack copy of stage1 lies below the caller, which wipes it.
+#[inline(never)]
+fn recover_stage1(
+    user: Option<&crate::config::UserConf>,
+    decoy: &Secret,
+    salt: &[u8; scramble::LEN],
+    token: &[u8],
+) -> Option<Option<Box<Secret>>> {
+    let stage2 = match user {
+        Some(u) => u.stage2.as_ref(),
+        None => Some(decoy),
+    };
+    match stage2 {
+        None => token.is_empty().then_some(None),
+        Some(s2) => scramble::check_token(salt, s2, token).map(|s| Some(Box::new(s))),
+    }
+}
+
+/// The largest backend packet myroute reads during login: one that fits a
+/// ring.
 fn max_payload(ctx: &Ctx) -> usize {
     ctx.cfg.buffer_size - HEADER_LEN
+}
+
+/// The largest client packet myroute accepts during login: it must fit a
+/// ring, and a login myroute rebuilds from it for the backend must fit one
+/// packet, so it is bounded well below 16 MiB whatever `buffer_size` is.
+pub const MAX_LOGIN_PAYLOAD: usize = 64 * 1024;
+
+fn max_login_payload(ctx: &Ctx) -> usize {
+    max_payload(ctx).min(MAX_LOGIN_PAYLOAD)
 }
 
 /// `len` bytes starting `offset` bytes into the ring data split as `(a, b)`,
@@ -1446,6 +1484,19 @@ user.nopw.pool = primary
             p.handle(Event::ClientData, ctx);
         });
         assert_eq!(err_code(&client_packets(&mut p)[0].1).0, 1043);
+    }
+
+    #[test]
+    fn a_login_over_64_kib_is_refused_even_with_16_mib_rings() {
+        let mut w = World::new();
+        w.cfg.buffer_size = crate::config::MAX_BUFFER;
+        w.bufs = BufPool::new(w.cfg.buffer_size, 1);
+        let (mut p, _) = greeted(&mut w);
+        let big = response(&vec![b'u'; MAX_LOGIN_PAYLOAD], b"", None, NATIVE);
+        from_client(&mut w, &mut p, 1, &big);
+        let pkts = client_packets(&mut p);
+        assert_eq!((pkts[0].0, err_code(&pkts[0].1).0), (2, 1043));
+        assert_eq!(p.backend(), None);
     }
 
     #[test]

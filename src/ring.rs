@@ -182,6 +182,21 @@ impl Ring {
         };
     }
 
+    /// Zeroes the storage not holding buffered bytes, so data already
+    /// consumed (a login packet with its token) does not linger in it.
+    pub fn scrub(&mut self) {
+        let (start, len) = (self.read_at, self.len);
+        if let Some(buf) = self.buf.as_mut() {
+            let cap = buf.len();
+            for i in 0..cap {
+                // Offset of byte i from the oldest buffered byte.
+                if (i + cap - start) % cap >= len {
+                    buf[i] = 0;
+                }
+            }
+        }
+    }
+
     /// Copies up to `out.len()` bytes starting `offset` bytes after the oldest
     /// one, without consuming. Returns the count copied.
     pub fn peek(&self, offset: usize, out: &mut [u8]) -> usize {
@@ -294,6 +309,18 @@ mod tests {
             (0, ())
         });
         assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn scrub_zeroes_only_what_is_not_buffered() {
+        let mut pool = BufPool::new(8, 4);
+        let mut r = ring(&mut pool);
+        assert_eq!(r.push(b"abcdefgh"), 8);
+        r.consume(6); // "gh" at offsets 6..8
+        assert_eq!(r.push(b"ij"), 2); // wraps: "ghij"
+        r.scrub();
+        assert_eq!(drain_all(&mut r), b"ghij");
+        assert_eq!(&r.buf.as_ref().unwrap()[2..6], &[0, 0, 0, 0]);
     }
 
     #[test]

@@ -93,6 +93,15 @@ pub fn token_for(salt: &[u8], stage1: &Secret) -> [u8; LEN] {
     token
 }
 
+/// Overwrites the stack below the caller's frame, where the frames of the
+/// functions that just computed with a stage1 (SHA1 state, temporaries,
+/// moves) left copies of it. Call it right after such a call returns.
+#[inline(never)]
+pub fn wipe_stack() {
+    let mut scratch = [0u8; 16 * 1024];
+    std::hint::black_box(&mut scratch);
+}
+
 /// Parses `*` + 40 hex digits (either case) into stage2.
 pub fn parse_hash(s: &str) -> Option<Secret> {
     let hex = s.strip_prefix('*')?.as_bytes();

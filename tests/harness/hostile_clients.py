@@ -23,6 +23,31 @@ def open_fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+def memory_holding(pid, needles):
+    """Which of `needles` ({name: bytes}) occur in the writable memory of a
+    process (heap, stack, anonymous mappings), read through /proc/PID/mem:
+    {name: [mapping, ...]}."""
+    found = {}
+    with open("/proc/%d/maps" % pid) as f:
+        maps = f.read().splitlines()
+    with open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            if "r" not in fields[1] or "w" not in fields[1]:
+                continue
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            try:
+                mem.seek(lo)
+                data = mem.read(hi - lo)
+            except OSError:
+                continue  # e.g. [vvar]
+            where = fields[5] if len(fields) > 5 else "anonymous %s" % fields[0]
+            for name, needle in needles.items():
+                if needle in data:
+                    found.setdefault(name, []).append(where)
+    return found
+
+
 def raise_nofile(wanted):
     """Raises this process's soft RLIMIT_NOFILE to `wanted` (at most the hard
     limit); returns the limit now in force.  Processes started afterwards
@@ -33,6 +58,38 @@ def raise_nofile(wanted):
         return soft
     resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return target
+
+
+# --- the machine itself -------------------------------------------------------------
+
+class StallWatch(threading.Thread):
+    """Notices when this process was not scheduled for a while (a busy or
+    paused machine), so timing assertions can allow for it instead of
+    failing on the machine's account."""
+
+    TICK = 0.02
+    GAP = 0.25
+
+    def __init__(self):
+        super().__init__(name="stall-watch", daemon=True)
+        self.gaps = []  # (start, end) of each late wake-up
+        self._halt = threading.Event()
+
+    def run(self):
+        last = time.monotonic()
+        while not self._halt.wait(self.TICK):
+            now = time.monotonic()
+            if now - last > self.GAP:
+                self.gaps.append((last, now))
+            last = now
+
+    def stalled(self, start, end=None):
+        """Seconds of stall that overlap [start, end] (end: now)."""
+        end = time.monotonic() if end is None else end
+        return sum(max(0.0, min(b, end) - max(a, start)) for a, b in list(self.gaps))
+
+    def stop(self):
+        self._halt.set()
 
 
 # --- a well-behaved client ---------------------------------------------------------
@@ -123,9 +180,11 @@ class Ending:
     AuthSwitchRequest), or "silent" (nothing within the time allowed).
     """
 
-    def __init__(self, kind, elapsed, packets=(), err=None, err_seq=None, closed=False):
+    def __init__(self, kind, elapsed, packets=(), err=None, err_seq=None, closed=False,
+                 started=None):
         self.kind = kind
         self.elapsed = elapsed
+        self.started = started  # time.monotonic() the elapsed time counts from
         self.packets = list(packets)  # [(seq, payload)] after the greeting
         self.err = err  # harness.protocol.ServerError
         self.err_seq = err_seq
@@ -162,10 +221,11 @@ def read_ending(sock, timeout, t0=None, stop_at_packet=False):
     packets = []
     closed = False
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        sock.settimeout(left)
+        # After the deadline, one short last look: on a machine that paused
+        # us, what the peer did in time may only be readable now.
+        left = max(deadline - time.monotonic(), 0.0)
+        last_look = left == 0
+        sock.settimeout(left or 0.2)
         try:
             data = sock.recv(65536)
         except socket.timeout:
@@ -180,6 +240,8 @@ def read_ending(sock, timeout, t0=None, stop_at_packet=False):
         got, buf = split_packets(buf)
         packets += got
         if stop_at_packet and any(pl[:1] != b"\xff" for _, pl in got):
+            break
+        if last_look and not any(pl[:1] == b"\xff" for _, pl in got):
             break
         if any(pl[:1] == b"\xff" for _, pl in got):
             # An ERR: the close should follow at once.
@@ -199,10 +261,10 @@ def read_ending(sock, timeout, t0=None, stop_at_packet=False):
     elapsed = time.monotonic() - t0
     for seq, pl in packets:
         if pl[:1] == b"\xff":
-            return Ending("err", elapsed, packets, p.parse_err(pl), seq, closed)
+            return Ending("err", elapsed, packets, p.parse_err(pl), seq, closed, started=t0)
     if packets:
-        return Ending("packet", elapsed, packets, closed=closed)
-    return Ending("closed" if closed else "silent", elapsed, closed=closed)
+        return Ending("packet", elapsed, packets, closed=closed, started=t0)
+    return Ending("closed" if closed else "silent", elapsed, closed=closed, started=t0)
 
 
 def connect(proxy, timeout=10.0):
