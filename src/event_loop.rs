@@ -117,6 +117,22 @@ pub struct Proxy {
     resource_warnings: RateLimit,
 }
 
+/// The pair's view of the proxy, borrowed field by field from `$proxy`
+/// (a macro rather than a method, so the slab stays borrowable beside it).
+macro_rules! ctx {
+    ($proxy:expr, $now:expr, $salt:ident) => {
+        Ctx {
+            now: $now,
+            cfg: &$proxy.cfg,
+            pools: &mut $proxy.pools,
+            bufs: &mut $proxy.bufs,
+            salt: &mut $salt,
+            decoy: &$proxy.decoy,
+            login_warnings: &mut $proxy.login_warnings,
+        }
+    };
+}
+
 /// Twenty random bytes from the OS.
 fn random20() -> [u8; 20] {
     let mut b = [0u8; 20];
@@ -358,15 +374,7 @@ impl Proxy {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let mut salt = fresh_salt;
-        let mut ctx = Ctx {
-            now,
-            cfg: &self.cfg,
-            pools: &mut self.pools,
-            bufs: &mut self.bufs,
-            salt: &mut salt,
-            decoy: &self.decoy,
-            login_warnings: &mut self.login_warnings,
-        };
+        let mut ctx = ctx!(self, now, salt);
         let pair = Pair::new(id, peer, &mut ctx);
         self.slab[key] = Some(Conn {
             pair,
@@ -477,15 +485,7 @@ impl Proxy {
             }
             conn.armed = None;
             let mut salt = fresh_salt;
-            let mut ctx = Ctx {
-                now,
-                cfg: &self.cfg,
-                pools: &mut self.pools,
-                bufs: &mut self.bufs,
-                salt: &mut salt,
-                decoy: &self.decoy,
-                login_warnings: &mut self.login_warnings,
-            };
+            let mut ctx = ctx!(self, now, salt);
             let timed_out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 conn.pair.handle(Event::Timeout, &mut ctx);
             }));

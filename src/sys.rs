@@ -6,7 +6,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Raises the soft limit on open descriptors to the hard limit (a proxy
 /// needs two per connection). Returns `(before, after)`.
@@ -31,10 +31,9 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
     Ok((before, lim.rlim_cur))
 }
 
-/// A non-blocking listening socket on `addr`, with SO_REUSEADDR and, if
-/// `reuse_port`, SO_REUSEPORT (so several processes can share the port and
-/// the kernel spreads connections over them).
-pub fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<mio::net::TcpListener> {
+/// A new non-blocking TCP socket of `addr`'s family; OwnedFd closes it on
+/// every early return of the callers.
+fn tcp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() {
         libc::AF_INET
     } else {
@@ -51,8 +50,16 @@ pub fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<mio::net::TcpLis
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: `fd` is a socket we just created and own.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `fd` is a socket just created, owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A non-blocking listening socket on `addr`, with SO_REUSEADDR and, if
+/// `reuse_port`, SO_REUSEPORT (so several processes can share the port and
+/// the kernel spreads connections over them).
+pub fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<mio::net::TcpListener> {
+    let owned = tcp_socket(addr)?;
+    let fd = owned.as_raw_fd();
     let mut options = vec![libc::SO_REUSEADDR];
     if reuse_port {
         options.push(libc::SO_REUSEPORT);
@@ -128,25 +135,8 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 /// (port chosen by the kernel), as HAProxy's `source` does; std and mio
 /// cannot bind before connecting.
 pub fn connect_from(src: IpAddr, dst: SocketAddr) -> io::Result<mio::net::TcpStream> {
-    let family = if dst.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain system call; the result is checked below.
-    let fd = unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a socket we just created and own; OwnedFd closes it
-    // on every early return.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let owned = tcp_socket(dst)?;
+    let fd = owned.as_raw_fd();
     let (local, local_len) = sockaddr(SocketAddr::new(src, 0));
     // SAFETY: `local` is a valid sockaddr of `local_len` bytes.
     if unsafe { libc::bind(fd, &local as *const _ as *const libc::sockaddr, local_len) } != 0 {
