@@ -9,7 +9,6 @@ so one OwnCluster can serve several destructive tests in turn.
 """
 
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import time
 import pymysql
 
 from . import util
-from .mariadb import MariaDB, _tail, _which
+from .mariadb import MariaDB, _tail, _which, make_datadirs
 
 # The account health checks log in as: no privilege beyond USAGE.
 HEALTH_USER = "avail_monitor"
@@ -189,34 +188,8 @@ class OwnCluster:
         return self
 
     def _start(self, as_root):
-        os.chmod(self.tmp, 0o755)
-        template = os.path.join(self.tmp, "template")
-        os.mkdir(template)
-        ids = None
-        if as_root:
-            pw = pwd.getpwnam("mysql")
-            ids = (pw.pw_uid, pw.pw_gid)
-            os.chown(template, *ids)
-        args = [_which("mariadb-install-db"), "--no-defaults", "--datadir=" + template,
-                "--auth-root-authentication-method=normal", "--skip-test-db"]
-        if as_root:
-            args.append("--user=mysql")
-        res = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, timeout=120)
-        if res.returncode != 0:
-            raise RuntimeError("mariadb-install-db failed (%d):\n%s"
-                               % (res.returncode, res.stdout.decode(errors="replace")[-4000:]))
-        for i, spec in enumerate(self.specs):
-            name = "s%d" % (i + 1)
-            base = os.path.join(self.tmp, name)
-            os.mkdir(base)
-            datadir = os.path.join(base, "data")
-            shutil.copytree(template, datadir, symlinks=True)
-            if ids:
-                for root, dirs, files in os.walk(base):
-                    os.chown(root, *ids)
-                    for f in files:
-                        os.chown(os.path.join(root, f), *ids)
+        names = ["s%d" % (i + 1) for i in range(len(self.specs))]
+        for spec, (name, base, datadir) in zip(self.specs, make_datadirs(self.tmp, names, as_root)):
             self.servers.append(Instance(name, base, datadir, util.free_port(), as_root,
                                          **spec))
         for s in self.servers:

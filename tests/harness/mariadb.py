@@ -59,6 +59,41 @@ def _tail(path, n=40):
         return "(cannot read %s: %s)" % (path, e)
 
 
+
+def make_datadirs(tmp, names, as_root):
+    """Initialises one template datadir under `tmp` and copies it for each
+    name (about a second for several servers, against one install each).
+    Yields (name, base directory, datadir); when root, everything belongs to
+    "mysql", which mariadbd then runs as and must reach its files."""
+    os.chmod(tmp, 0o755)
+    template = os.path.join(tmp, "template")
+    os.mkdir(template)
+    ids = None
+    if as_root:
+        pw = pwd.getpwnam("mysql")
+        ids = (pw.pw_uid, pw.pw_gid)
+        os.chown(template, *ids)
+    args = [_which("mariadb-install-db"), "--no-defaults", "--datadir=" + template,
+            "--auth-root-authentication-method=normal", "--skip-test-db"]
+    if as_root:
+        args.append("--user=mysql")
+    res = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, timeout=120)
+    if res.returncode != 0:
+        raise RuntimeError("mariadb-install-db failed (%d):\n%s"
+                           % (res.returncode, res.stdout.decode(errors="replace")[-4000:]))
+    for name in names:
+        base = os.path.join(tmp, name)
+        os.mkdir(base)
+        datadir = os.path.join(base, "data")
+        shutil.copytree(template, datadir, symlinks=True)
+        if ids:
+            for root, dirs, files in os.walk(base):
+                os.chown(root, *ids)
+                for f in files:
+                    os.chown(os.path.join(root, f), *ids)
+        yield name, base, datadir
+
 class MariaDB:
     """One mariadbd process."""
 
@@ -226,35 +261,8 @@ class Cluster:
         return self
 
     def _start(self, as_root):
-        # mariadbd runs as "mysql" when we are root: it must reach its files.
-        os.chmod(self.tmp, 0o755)
-        template = os.path.join(self.tmp, "template")
-        os.mkdir(template)
-        ids = None
-        if as_root:
-            pw = pwd.getpwnam("mysql")
-            ids = (pw.pw_uid, pw.pw_gid)
-            os.chown(template, *ids)
-        args = [_which("mariadb-install-db"), "--no-defaults", "--datadir=" + template,
-                "--auth-root-authentication-method=normal", "--skip-test-db"]
-        if as_root:
-            args.append("--user=mysql")
-        res = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, timeout=120)
-        if res.returncode != 0:
-            raise RuntimeError("mariadb-install-db failed (%d):\n%s"
-                               % (res.returncode, res.stdout.decode(errors="replace")[-4000:]))
         names = ["primary"] + ["replica%d" % i for i in range(1, self.count)]
-        for name in names:
-            base = os.path.join(self.tmp, name)
-            os.mkdir(base)
-            datadir = os.path.join(base, "data")
-            shutil.copytree(template, datadir, symlinks=True)
-            if ids:
-                for root, dirs, files in os.walk(base):
-                    os.chown(root, *ids)
-                    for f in files:
-                        os.chown(os.path.join(root, f), *ids)
+        for name, base, datadir in make_datadirs(self.tmp, names, as_root):
             self.servers.append(MariaDB(name, base, datadir, util.free_port(), as_root))
         for s in self.servers:
             s.start()
