@@ -81,6 +81,10 @@ struct Checking {
     stream: TcpStream,
     connected: bool,
     deadline: Instant,
+    /// Its verdict (a timeout) is recorded already; it stays open only to
+    /// let a slow server finish the handshake, since a dropped handshake
+    /// counts toward the server's `max_connect_errors`.
+    late: bool,
 }
 
 /// The proxy.
@@ -554,6 +558,7 @@ impl Proxy {
                         stream,
                         connected: false,
                         deadline: now + self.cfg.connect_timeout,
+                        late: false,
                     })
                 }
                 // Out of descriptors or ports here says nothing about the
@@ -573,28 +578,48 @@ impl Proxy {
             return;
         };
         if let Some(verdict) = step_check(c, self.cfg.health.user.as_ref()) {
-            self.end_check(server, verdict, now);
+            if c.late {
+                self.close_check(server);
+            } else {
+                self.end_check(server, verdict, now);
+            }
         }
     }
 
     fn expire_checks(&mut self, now: Instant) {
         for server in 0..self.checks.len() {
-            if self.checks[server]
-                .as_ref()
-                .is_some_and(|c| now >= c.deadline)
-            {
-                let ms = self.cfg.connect_timeout.as_millis();
-                self.end_check(
-                    server,
-                    Err(format!("no answer within connect_timeout ({ms}ms)")),
-                    now,
-                );
+            let Some(c) = self.checks[server].as_mut().filter(|c| now >= c.deadline) else {
+                continue;
+            };
+            if c.late {
+                self.close_check(server); // lingered long enough
+                continue;
+            }
+            let ms = self.cfg.connect_timeout.as_millis();
+            let verdict = Err(format!("no answer within connect_timeout ({ms}ms)"));
+            if c.check.info.is_some() {
+                // Greeted, but slow to answer the login: the check fails
+                // now, and the connection stays open a while for the server
+                // to finish the handshake, so it does not count against the
+                // proxy's host. No new check of this server starts meanwhile.
+                c.late = true;
+                c.deadline = now + self.cfg.connect_timeout * 2;
+                self.record_check(server, verdict, now);
+            } else {
+                self.end_check(server, verdict, now);
             }
         }
     }
 
     /// Records a check's verdict, logs a state change, closes its socket.
     fn end_check(&mut self, server: usize, verdict: Verdict, now: Instant) {
+        self.close_check(server);
+        self.record_check(server, verdict, now);
+    }
+
+    /// Closes a check's connection (after its COM_QUIT, if one is due) and
+    /// keeps what its greeting said.
+    fn close_check(&mut self, server: usize) {
         if let Some(mut c) = self.checks.get_mut(server).and_then(Option::take) {
             let _ = write_vec(&mut c.check.out, &mut c.stream); // COM_QUIT, if due
             let _ = self.poll.registry().deregister(&mut c.stream);
@@ -606,6 +631,9 @@ impl Proxy {
                 s.info = Some(info);
             }
         }
+    }
+
+    fn record_check(&mut self, server: usize, verdict: Verdict, now: Instant) {
         let (fall, rise) = (self.cfg.health.fall, self.cfg.health.rise);
         if let Some(change) = self.pools.record_check(server, verdict, now, fall, rise) {
             self.pools.log_change(server, change);
