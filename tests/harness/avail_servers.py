@@ -11,14 +11,13 @@ so one OwnCluster can serve several destructive tests in turn.
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 
 import pymysql
 
 from . import util
-from .mariadb import MariaDB, _tail, _which, make_datadirs
+from .mariadb import MariaDB, _tail, make_datadirs
 
 # The account health checks log in as: no privilege beyond USAGE.
 HEALTH_USER = "avail_monitor"
@@ -44,43 +43,13 @@ class Instance(MariaDB):
         self.frozen = False
 
     def args(self):
-        args = [
-            _which("mariadbd"),
-            "--no-defaults",
-            "--datadir=" + self.datadir,
-            "--port=%d" % self.port,
-            "--bind-address=127.0.0.1",
-            "--socket=" + self.socket,
-            "--pid-file=" + self.pidfile,
-            "--log-error=" + self.errlog,
-            "--max-allowed-packet=16M",
-            "--query-cache-type=0",
-            "--query-cache-size=0",
-            "--innodb-buffer-pool-size=16M",
-            "--innodb-log-file-size=16M",
-            "--innodb-flush-log-at-trx-commit=0",
-            "--innodb-doublewrite=0",
-            "--performance-schema=%s" % ("ON" if self.performance_schema else "OFF"),
-            "--max-connections=200",
-            "--max-connect-errors=%d" % self.max_connect_errors,
-            "--key-buffer-size=1M",
-            "--aria-pagecache-buffer-size=8M",
-            "--table-open-cache=200",
-            "--thread-cache-size=16",
-            "--character-set-server=utf8mb4",
-            "--collation-server=utf8mb4_general_ci",
-        ]
-        if not self.name_resolve:
-            args.append("--skip-name-resolve")
-        if self.as_root:
-            args.append("--user=mysql")
-        return args
+        return super().args(name_resolve=self.name_resolve,
+                            max_connect_errors=self.max_connect_errors,
+                            performance_schema=self.performance_schema)
 
     def start(self):
         self.frozen = False
-        self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        super().start()
 
     @property
     def running(self):

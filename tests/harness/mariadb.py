@@ -114,7 +114,9 @@ class MariaDB:
     def address(self):
         return "%s:%d" % (self.host, self.port)
 
-    def start(self):
+    def args(self, name_resolve=False, max_connect_errors=100000, performance_schema=False):
+        """mariadbd's command line: small memory settings so several fit;
+        name resolution off and blocking out of reach unless asked for."""
         args = [
             _which("mariadbd"),
             "--no-defaults",
@@ -124,7 +126,6 @@ class MariaDB:
             "--socket=" + self.socket,
             "--pid-file=" + self.pidfile,
             "--log-error=" + self.errlog,
-            "--skip-name-resolve",
             "--max-allowed-packet=64M",
             "--query-cache-type=0",
             "--query-cache-size=0",
@@ -132,9 +133,9 @@ class MariaDB:
             "--innodb-log-file-size=16M",
             "--innodb-flush-log-at-trx-commit=0",
             "--innodb-doublewrite=0",
-            "--performance-schema=OFF",
+            "--performance-schema=%s" % ("ON" if performance_schema else "OFF"),
             "--max-connections=300",
-            "--max-connect-errors=100000",
+            "--max-connect-errors=%d" % max_connect_errors,
             "--key-buffer-size=1M",
             "--aria-pagecache-buffer-size=8M",
             "--table-open-cache=200",
@@ -142,9 +143,14 @@ class MariaDB:
             "--character-set-server=utf8mb4",
             "--collation-server=utf8mb4_general_ci",
         ]
+        if not name_resolve:
+            args.append("--skip-name-resolve")
         if self.as_root:
             args.append("--user=mysql")
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+        return args
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
 
