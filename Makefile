@@ -2,7 +2,8 @@
 #   make            release build (target/release/myroute)
 #   make test       unit tests + end-to-end tests against real MariaDB servers
 #   make static     statically linked, stripped x86_64 musl binary
-#   make install    PREFIX=/usr/local DESTDIR= : binary and man pages
+#   make install    PREFIX=/usr/local DESTDIR= : binary, man pages, systemd
+#                   unit and the example configuration
 #   make demo       the proxy in front of local MariaDB servers, routing shown
 #   make bench      myroute against direct and HAProxy (bench/results.md)
 #   make fuzz       every fuzz target for FUZZ_SECONDS each (default 60)
@@ -47,6 +48,11 @@ install: release
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/myroute
 	install -D -m 0644 man/myroute.8 $(DESTDIR)$(PREFIX)/share/man/man8/myroute.8
 	install -D -m 0644 man/myroute.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/myroute.conf.5
+	install -D -m 0644 myroute.conf.example $(DESTDIR)$(PREFIX)/share/doc/myroute/myroute.conf.example
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|/usr/bin/myroute|$(PREFIX)/bin/myroute|g' dist/myroute.service \
+		> $(DESTDIR)$(PREFIX)/lib/systemd/system/myroute.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/myroute.service
 
 demo: release
 	bash tests/setup-deps.sh

@@ -28,6 +28,45 @@ pub enum EndReason {
     ChangeUser,
     /// A socket failed with this error.
     IoError(std::io::ErrorKind),
+    /// KILL from the admin console.
+    Killed,
+    /// Closed by a graceful shutdown.
+    Shutdown,
+}
+
+impl EndReason {
+    /// Every kind, in the order of [`EndReason::kind_index`] (names for SHOW
+    /// STATS and the metrics' `reason` label).
+    pub const KINDS: [&'static str; 11] = [
+        "client_closed",
+        "backend_closed",
+        "auth_failed",
+        "backend_refused",
+        "pool_unreachable",
+        "timeout",
+        "protocol_error",
+        "change_user_refused",
+        "io_error",
+        "killed",
+        "shutdown",
+    ];
+
+    /// Index into [`EndReason::KINDS`].
+    pub fn kind_index(&self) -> usize {
+        match self {
+            EndReason::ClientClosed => 0,
+            EndReason::BackendClosed => 1,
+            EndReason::AuthFailed => 2,
+            EndReason::BackendRefused(_) => 3,
+            EndReason::PoolUnreachable => 4,
+            EndReason::Timeout(_) => 5,
+            EndReason::ProtocolError(_) => 6,
+            EndReason::ChangeUser => 7,
+            EndReason::IoError(_) => 8,
+            EndReason::Killed => 9,
+            EndReason::Shutdown => 10,
+        }
+    }
 }
 
 impl fmt::Display for EndReason {
@@ -42,6 +81,8 @@ impl fmt::Display for EndReason {
             EndReason::ProtocolError(what) => write!(f, "protocol-error({what})"),
             EndReason::ChangeUser => f.write_str("change-user-refused"),
             EndReason::IoError(kind) => write!(f, "io-error({kind})"),
+            EndReason::Killed => f.write_str("killed"),
+            EndReason::Shutdown => f.write_str("shutdown"),
         }
     }
 }

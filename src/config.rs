@@ -4,6 +4,7 @@
 //! Every mistake is an error carrying its line number; nothing falls back to a
 //! silent default. Pure: `parse` takes the file's text, not its path.
 
+use crate::proxy_proto::{parse_cidr_list, Cidr};
 use crate::scramble::{parse_hash, stage1_of, Secret};
 use std::collections::HashMap;
 use std::fmt;
@@ -40,9 +41,19 @@ pub const KEYS: &[Key] = &[
     key("health.rise", Some("2")),
     key("health.user", None),
     key("health.password", None),
+    key("shutdown_timeout", Some("30s")),
+    key("admin.listen", None),
+    key("admin.user", None),
+    key("admin.password", None),
+    key("metrics.listen", None),
+    key("proxy_protocol_from", None),
+    key("user", None),
+    key("pid_file", None),
+    key("log_level", Some("info")),
     key("pool.NAME.servers", None),
     key("pool.NAME.role", Some("any")),
     key("pool.NAME.fallback", None),
+    key("pool.NAME.proxy_protocol", Some("none")),
     key("user.NAME.password", None),
     key("user.NAME.pool", None),
 ];
@@ -94,6 +105,15 @@ pub struct ServerConf {
     pub weight: u32,
 }
 
+/// Whether backend connections of a pool start with a PROXY protocol
+/// header carrying the client's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    None,
+    V1,
+    V2,
+}
+
 /// A pool of backend servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConf {
@@ -102,6 +122,16 @@ pub struct PoolConf {
     pub role: Role,
     /// Index of the pool used when no server of this one is up.
     pub fallback: Option<usize>,
+    pub proxy_protocol: ProxyProtocol,
+}
+
+/// The admin console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    pub user: String,
+    /// `SHA1(SHA1(password))`; a console always has a password.
+    pub stage2: Secret,
 }
 
 /// A user myroute lets in.
@@ -155,6 +185,16 @@ pub struct Config {
     pub health: Health,
     pub pools: Vec<PoolConf>,
     pub users: Vec<UserConf>,
+    /// How long a shutdown waits for busy clients.
+    pub shutdown_timeout: Duration,
+    pub admin: Option<Admin>,
+    pub metrics_listen: Option<SocketAddr>,
+    /// Peers allowed to send a PROXY protocol header.
+    pub proxy_protocol_from: Vec<Cidr>,
+    /// Account to switch to after binding.
+    pub run_as: Option<String>,
+    pub pid_file: Option<String>,
+    pub log_level: log::LevelFilter,
 }
 
 impl Config {
@@ -360,6 +400,66 @@ pub fn parse(text: &str) -> Result<Config, Error> {
         }
     };
 
+    let admin = match global(&entries, "admin.listen") {
+        Some((line, v)) => {
+            let listen = parse_address(v).or_else(|m| err(line, m))?;
+            let user = match global(&entries, "admin.user") {
+                Some((_, u)) if !u.is_empty() => u.to_string(),
+                Some((line, _)) => return err(line, "admin.user must not be empty"),
+                None => return err(line, "admin.listen is set but admin.user is not"),
+            };
+            let stage2 = match global(&entries, "admin.password") {
+                Some((line, "")) => return err(line, "admin.password must not be empty"),
+                Some((line, v)) => parse_hash(v).ok_or_else(|| Error {
+                    line,
+                    msg: "admin.password must be '*' followed by 40 hex digits (see myroute --hash-password)".into(),
+                })?,
+                None => return err(line, "admin.listen is set but admin.password is not"),
+            };
+            Some(Admin {
+                listen,
+                user,
+                stage2,
+            })
+        }
+        None => {
+            for k in ["admin.user", "admin.password"] {
+                if let Some((line, _)) = global(&entries, k) {
+                    return err(line, format!("{k} is set but admin.listen is not"));
+                }
+            }
+            None
+        }
+    };
+    let metrics_listen = match global(&entries, "metrics.listen") {
+        Some((line, v)) => Some(parse_address(v).or_else(|m| err(line, m))?),
+        None => None,
+    };
+    let proxy_protocol_from = match global(&entries, "proxy_protocol_from") {
+        Some((line, v)) => {
+            parse_cidr_list(v).or_else(|m| err(line, format!("proxy_protocol_from: {m}")))?
+        }
+        None => Vec::new(),
+    };
+    let optional_text = |name: &str| -> Result<Option<String>, Error> {
+        match global(&entries, name) {
+            Some((line, "")) => err(line, format!("{name} must not be empty")),
+            other => Ok(other.map(|(_, v)| v.to_string())),
+        }
+    };
+    let log_level = match global(&entries, "log_level") {
+        Some((_, v @ ("off" | "error" | "warn" | "info" | "debug" | "trace"))) => {
+            v.parse().unwrap_or(log::LevelFilter::Info)
+        }
+        Some((line, v)) => {
+            return err(
+                line,
+                format!("log_level: '{v}': expected error, warn, info, debug, trace or off"),
+            )
+        }
+        None => log::LevelFilter::Info,
+    };
+
     let mut cfg = Config {
         listen,
         server_version,
@@ -382,6 +482,13 @@ pub fn parse(text: &str) -> Result<Config, Error> {
         },
         pools: Vec::new(),
         users: Vec::new(),
+        shutdown_timeout: duration(&entries, "shutdown_timeout", true)?,
+        admin,
+        metrics_listen,
+        proxy_protocol_from,
+        run_as: optional_text("user")?,
+        pid_file: optional_text("pid_file")?,
+        log_level,
     };
 
     // Pools: servers first, then the keys that refer to pools.
@@ -406,6 +513,7 @@ pub fn parse(text: &str) -> Result<Config, Error> {
             servers,
             role: Role::Any,
             fallback: None,
+            proxy_protocol: ProxyProtocol::None,
         });
     }
     let pool_index = |e: &Entry, name: &str| -> Result<usize, Error> {
@@ -419,6 +527,7 @@ pub fn parse(text: &str) -> Result<Config, Error> {
     };
     let mut roles = Vec::new();
     let mut fallbacks = Vec::new();
+    let mut protocols = Vec::new();
     for e in &entries {
         match e.key {
             "pool.NAME.role" => {
@@ -450,6 +559,21 @@ pub fn parse(text: &str) -> Result<Config, Error> {
                 }
                 fallbacks.push((idx, to));
             }
+            "pool.NAME.proxy_protocol" => {
+                let idx = pool_index(e, &e.name)?;
+                let pp = match e.value.as_str() {
+                    "none" => ProxyProtocol::None,
+                    "v1" => ProxyProtocol::V1,
+                    "v2" => ProxyProtocol::V2,
+                    v => {
+                        return err(
+                            e.line,
+                            format!("proxy_protocol '{v}': expected none, v1 or v2"),
+                        )
+                    }
+                };
+                protocols.push((idx, pp));
+            }
             _ => {}
         }
     }
@@ -458,6 +582,9 @@ pub fn parse(text: &str) -> Result<Config, Error> {
     }
     for (idx, to) in fallbacks {
         cfg.pools[idx].fallback = Some(to);
+    }
+    for (idx, pp) in protocols {
+        cfg.pools[idx].proxy_protocol = pp;
     }
 
     // Users by name: (password line, hash), (pool line, pool name).

@@ -33,6 +33,10 @@ pub enum Refusal {
     HandshakeTimeout,
     /// `max_clients` connections are open already.
     TooManyConnections,
+    /// A shutdown ends a client that has not logged in yet.
+    ShuttingDown,
+    /// The admin console's KILL ends a client that has not logged in yet.
+    Killed,
 }
 
 impl Refusal {
@@ -50,6 +54,8 @@ impl Refusal {
             Refusal::PoolUnreachable { .. } => (1429, "08S01"),
             Refusal::ChangeUserUnsupported => (1235, "42000"), // ER_NOT_SUPPORTED_YET
             Refusal::TooManyConnections => (1040, "08004"),    // ER_CON_COUNT_ERROR
+            Refusal::ShuttingDown => (1053, "08S01"),          // ER_SERVER_SHUTDOWN
+            Refusal::Killed => (1927, "70100"),                // ER_CONNECTION_KILLED
         }
     }
 
@@ -81,6 +87,8 @@ impl Refusal {
             }
             Refusal::HandshakeTimeout => "Bad handshake: handshake_timeout expired".into(),
             Refusal::TooManyConnections => "Too many connections".into(),
+            Refusal::ShuttingDown => "Server shutdown in progress".into(),
+            Refusal::Killed => "Connection was killed".into(),
         }
     }
 

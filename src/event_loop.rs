@@ -10,19 +10,28 @@
 //! drains the ring.
 //!
 //! Tokens: `key * 2` is a pair's client socket, `key * 2 + 1` its backend
-//! socket; the listener and the health checks use tokens from the top of
+//! socket; admin and metrics connections count up from `AUX_BASE`; the
+//! listeners, the signalfd and the health checks use tokens from the top of
 //! the range.
+//!
+//! Operations live here too, since they need the whole proxy's state: the
+//! admin console's commands, /metrics and /ready, reload (SIGHUP) and the
+//! graceful shutdown (SIGTERM, SIGINT).
 
 use crate::access::{EndReason, RateLimit, Record};
+use crate::admin::{self, AdminAuth, Command, Reply};
 use crate::check::{Check, Verdict};
 use crate::config::Config;
 use crate::config::HealthUser;
 use crate::errors::Refusal;
+use crate::http::{self, Route};
 use crate::io::{read_into, write_from, write_vec, IoStatus};
 use crate::pair::{Ctx, Event, Pair, Side};
 use crate::pool::Pools;
+use crate::report;
 use crate::ring::BufPool;
 use crate::scramble::{self, Secret};
+use crate::stats::Stats;
 use crate::sys;
 use log::{error, info, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -34,8 +43,20 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(usize::MAX);
+const ADMIN_LISTENER: Token = Token(usize::MAX - 1);
+const METRICS_LISTENER: Token = Token(usize::MAX - 2);
+const SIGNALS: Token = Token(usize::MAX - 3);
 /// The check of server `i` uses token `CHECK_BASE - i`.
-const CHECK_BASE: usize = usize::MAX - 1;
+const CHECK_BASE: usize = usize::MAX - 4;
+/// Admin or metrics connection `k` uses token `AUX_BASE + k`; pair tokens
+/// stay below it.
+const AUX_BASE: usize = 1 << (usize::BITS - 2);
+/// Admin and metrics connections open at once, at most.
+const MAX_AUX: usize = 64;
+/// Bytes an admin or metrics connection may send that are not yet answered.
+const MAX_AUX_INPUT: usize = 128 * 1024;
+/// How often a shutdown looks for pairs that have become idle.
+const SHUTDOWN_SCAN: Duration = Duration::from_millis(100);
 /// Rounds of read/write one pair gets per pass before others are served.
 const MAX_ROUNDS: usize = 8;
 /// How long accepting pauses after the process ran out of descriptors.
@@ -87,10 +108,52 @@ struct Checking {
     late: bool,
 }
 
+/// What an admin or metrics connection is.
+enum AuxKind {
+    Admin(Box<admin::Session>),
+    /// An HTTP exchange: the request is read into `input`, the answer
+    /// written from `out`; one request per connection.
+    Http {
+        out: Vec<u8>,
+        answered: bool,
+    },
+}
+
+/// An admin console or metrics connection.
+struct Aux {
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: AuxKind,
+    input: Vec<u8>,
+    /// Until when it may take to log in or send its request.
+    deadline: Option<Instant>,
+}
+
+/// A graceful shutdown in progress.
+struct Shutdown {
+    /// When busy pairs are cut.
+    deadline: Instant,
+    /// When idle pairs are looked for next.
+    next_scan: Instant,
+}
+
 /// The proxy.
 pub struct Proxy {
     poll: Poll,
-    listener: TcpListener,
+    /// `None` once a shutdown has begun: new clients are refused.
+    listener: Option<TcpListener>,
+    admin_listener: Option<TcpListener>,
+    metrics_listener: Option<TcpListener>,
+    aux: Vec<Option<Aux>>,
+    signals: Option<sys::Signals>,
+    /// The file reload rereads.
+    config_path: Option<String>,
+    /// Reload applies `log_level` (false when RUST_LOG decides).
+    apply_log_level: bool,
+    stats: Stats,
+    shutdown: Option<Shutdown>,
+    /// Leave the loop now (a second stop signal).
+    exit_now: bool,
     cfg: Config,
     pools: Pools,
     bufs: BufPool,
@@ -121,6 +184,17 @@ pub struct Proxy {
     resource_warnings: RateLimit,
 }
 
+/// What a token names.
+enum Tok {
+    Listener,
+    AdminListener,
+    MetricsListener,
+    Signals,
+    Check(usize),
+    Aux(usize),
+    Pair(usize, usize),
+}
+
 /// The pair's view of the proxy, borrowed field by field from `$proxy`
 /// (a macro rather than a method, so the slab stays borrowable beside it).
 macro_rules! ctx {
@@ -133,9 +207,14 @@ macro_rules! ctx {
             salt: &mut $salt,
             decoy: &$proxy.decoy,
             login_warnings: &mut $proxy.login_warnings,
+            stats: &mut $proxy.stats,
         }
     };
 }
+
+// After the macro, which it uses.
+#[path = "ops.rs"]
+mod ops;
 
 /// Twenty random bytes from the OS.
 fn random20() -> [u8; 20] {
@@ -160,11 +239,31 @@ impl Proxy {
         let mut listener = sys::listen(cfg.listen, cfg.reuse_port)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let open_aux = |addr: Option<SocketAddr>, token| -> std::io::Result<_> {
+            let Some(addr) = addr else {
+                return Ok(None);
+            };
+            let mut l = sys::listen(addr, false)?;
+            poll.registry()
+                .register(&mut l, token, Interest::READABLE)?;
+            Ok(Some(l))
+        };
+        let admin_listener = open_aux(cfg.admin.as_ref().map(|a| a.listen), ADMIN_LISTENER)?;
+        let metrics_listener = open_aux(cfg.metrics_listen, METRICS_LISTENER)?;
         let pools = Pools::from_config(&cfg);
         let bufs = BufPool::new(cfg.buffer_size, SPARE_BUFFERS);
         let mut proxy = Proxy {
             poll,
-            listener,
+            listener: Some(listener),
+            admin_listener,
+            metrics_listener,
+            aux: Vec::new(),
+            signals: None,
+            config_path: None,
+            apply_log_level: false,
+            stats: Stats::new(Instant::now()),
+            shutdown: None,
+            exit_now: false,
             pools,
             bufs,
             slab: Vec::new(),
@@ -195,13 +294,66 @@ impl Proxy {
 
     /// The address actually listened on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match &self.listener {
+            Some(l) => l.local_addr(),
+            None => Err(std::io::Error::new(
+                ErrorKind::NotConnected,
+                "not listening",
+            )),
+        }
     }
 
-    /// Runs until the process is killed.
+    /// The admin console's and the metrics responder's addresses, if any.
+    pub fn aux_addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        let addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        (addr(&self.admin_listener), addr(&self.metrics_listener))
+    }
+
+    /// Handles SIGHUP (reload `config_path`), SIGTERM and SIGINT (graceful
+    /// shutdown) from now on. `apply_log_level`: reload changes the log
+    /// level (false when RUST_LOG set it).
+    pub fn handle_signals(
+        &mut self,
+        config_path: String,
+        apply_log_level: bool,
+    ) -> std::io::Result<()> {
+        let signals = sys::Signals::new(&[libc::SIGHUP, libc::SIGTERM, libc::SIGINT])?;
+        self.poll.registry().register(
+            &mut mio::unix::SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&signals)),
+            SIGNALS,
+            Interest::READABLE,
+        )?;
+        self.signals = Some(signals);
+        self.config_path = Some(config_path);
+        self.apply_log_level = apply_log_level;
+        Ok(())
+    }
+
+    fn classify(&self, token: Token) -> Tok {
+        match token {
+            LISTENER => Tok::Listener,
+            ADMIN_LISTENER => Tok::AdminListener,
+            METRICS_LISTENER => Tok::MetricsListener,
+            SIGNALS => Tok::Signals,
+            Token(t) if t <= CHECK_BASE && t > CHECK_BASE - self.checks.len() => {
+                Tok::Check(CHECK_BASE - t)
+            }
+            Token(t) if t >= AUX_BASE => Tok::Aux(t - AUX_BASE),
+            Token(t) => Tok::Pair(t / 2, t % 2),
+        }
+    }
+
+    /// Runs until a shutdown completes.
     pub fn run(&mut self) -> std::io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
+            if self.exit_now {
+                return Ok(());
+            }
+            if self.shutdown.is_some() && self.live == 0 {
+                info!("shutdown complete: no client left");
+                return Ok(());
+            }
             let now = Instant::now();
             let timeout = self.poll_timeout(now);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -211,17 +363,35 @@ impl Proxy {
                 return Err(e);
             }
             let now = Instant::now();
+            let mut signalled = false;
             for ev in events.iter() {
-                let token = ev.token();
-                if token == LISTENER {
-                    self.listener_ready = true;
-                    continue;
-                }
-                if token.0 > CHECK_BASE - self.checks.len() {
-                    self.check_event(CHECK_BASE - token.0, now);
-                    continue;
-                }
-                let (key, side) = (token.0 / 2, token.0 % 2);
+                let (key, side) = match self.classify(ev.token()) {
+                    Tok::Listener => {
+                        self.listener_ready = true;
+                        continue;
+                    }
+                    Tok::AdminListener => {
+                        self.accept_aux(true, now);
+                        continue;
+                    }
+                    Tok::MetricsListener => {
+                        self.accept_aux(false, now);
+                        continue;
+                    }
+                    Tok::Signals => {
+                        signalled = true;
+                        continue;
+                    }
+                    Tok::Check(server) => {
+                        self.check_event(server, now);
+                        continue;
+                    }
+                    Tok::Aux(k) => {
+                        self.drive_aux(k, now);
+                        continue;
+                    }
+                    Tok::Pair(key, side) => (key, side),
+                };
                 let Some(Some(conn)) = self.slab.get_mut(key) else {
                     continue; // a closed pair: events can trail its end
                 };
@@ -241,9 +411,14 @@ impl Proxy {
                     self.pending.push(key);
                 }
             }
+            if signalled {
+                self.take_signals(now);
+            }
             self.run_pending(now);
             self.expire_timers(now);
             self.expire_checks(now);
+            self.expire_aux(now);
+            self.shutdown_scan(now);
             if now >= self.next_checks {
                 self.start_checks(now);
             }
@@ -266,9 +441,16 @@ impl Proxy {
             self.starting_until,
             Some(self.next_checks),
             self.login_warnings.flush_at(),
+            self.shutdown.as_ref().map(|s| s.next_scan),
         ];
         let check_deadlines = self.checks.iter().flatten().map(|c| c.deadline);
-        for t in others.into_iter().flatten().chain(check_deadlines) {
+        let aux_deadlines = self.aux.iter().flatten().filter_map(|a| a.deadline);
+        for t in others
+            .into_iter()
+            .flatten()
+            .chain(check_deadlines)
+            .chain(aux_deadlines)
+        {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
         next.map(|t| t.saturating_duration_since(now))
@@ -323,7 +505,10 @@ impl Proxy {
         }
         // Bounded, so a connection storm cannot starve established pairs.
         for _ in 0..256 {
-            match self.listener.accept() {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
                 Ok((stream, peer)) => self.add_pair(stream, peer, now),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.listener_ready = false;
@@ -349,7 +534,9 @@ impl Proxy {
 
     fn add_pair(&mut self, mut client: TcpStream, peer: SocketAddr, now: Instant) {
         let _ = client.set_nodelay(true);
+        self.stats.accepted += 1;
         if self.live >= self.cfg.max_clients {
+            self.stats.refused += 1;
             // ERR 1040 as the first packet, as a server does when full; a
             // fresh socket takes these few bytes at once.
             let _ = std::io::Write::write(&mut client, &Refusal::TooManyConnections.packet(0));
@@ -377,9 +564,15 @@ impl Proxy {
         }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
+        let local = client.local_addr().unwrap_or(self.cfg.listen);
+        let trusted = self
+            .cfg
+            .proxy_protocol_from
+            .iter()
+            .any(|net| net.contains(peer.ip()));
         let mut salt = fresh_salt;
         let mut ctx = ctx!(self, now, salt);
-        let pair = Pair::new(id, peer, &mut ctx);
+        let pair = Pair::new(id, peer, local, trusted, &mut ctx);
         self.slab[key] = Some(Conn {
             pair,
             client,
@@ -409,6 +602,7 @@ impl Proxy {
             login_warnings,
             poll,
             pending,
+            stats,
             ..
         } = self;
         let Some(Some(conn)) = slab.get_mut(key) else {
@@ -423,6 +617,7 @@ impl Proxy {
             salt: &mut salt,
             decoy,
             login_warnings,
+            stats,
         };
         let mut rounds = 0;
         loop {
@@ -528,6 +723,7 @@ impl Proxy {
             reason: &reason,
         };
         info!("{record}");
+        self.stats.ended(&reason, p.bytes_in, p.bytes_out);
         self.live -= 1;
         self.closed.push(key);
     }
@@ -539,7 +735,8 @@ impl Proxy {
         self.next_checks = now + self.cfg.health.interval;
         let want_read_only = self.cfg.health.user.is_some();
         for server in 0..self.pools.servers.len() {
-            if self.checks[server].is_some() {
+            // A server no pool lists any more is not watched.
+            if self.checks[server].is_some() || !self.pools.servers[server].in_pool {
                 continue;
             }
             let addr = self.pools.servers[server].addr;
@@ -867,6 +1064,7 @@ fn reconcile_backend(conn: &mut Conn, key: usize, poll: &Poll, ctx: &mut Ctx) ->
                 let s = &mut ctx.pools.servers[server];
                 s.active += 1;
                 s.total += 1;
+                ctx.stats.backend_connects += 1;
                 conn.backend = Some(Backend {
                     stream,
                     attempt,

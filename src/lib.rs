@@ -9,15 +9,22 @@
 #![deny(unsafe_code)]
 
 pub mod access;
+pub mod admin;
 pub mod check;
 pub mod config;
 pub mod errors;
 pub mod event_loop;
+pub mod exposition;
 pub mod handshake;
+pub mod http;
 pub mod io;
 pub mod pair;
 pub mod pool;
+pub mod proxy_proto;
+pub mod report;
 pub mod ring;
 pub mod scramble;
+pub mod stats;
 pub mod sys;
+pub mod track;
 pub mod wire;

@@ -21,7 +21,8 @@ usage: myroute [-c FILE]            run the proxy
        myroute --version | --help
 
 Default configuration file: /etc/myroute/myroute.conf
-Log level: RUST_LOG (error, warn, info, debug, trace); default info.
+Log level: log_level in the file (default info); RUST_LOG overrides it.
+Signals: SIGHUP reloads the file; SIGTERM or SIGINT stops gracefully.
 See myroute(8) and myroute.conf(5).";
 
 enum Command {
@@ -162,18 +163,6 @@ fn main() -> ExitCode {
             }
         },
         Command::Run => {
-            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-                .format(|buf, rec| {
-                    writeln!(
-                        buf,
-                        "{} {:<5} {}: {}",
-                        utc_timestamp(std::time::SystemTime::now()),
-                        rec.level(),
-                        rec.target(),
-                        rec.args()
-                    )
-                })
-                .init();
             let cfg = match load(&path) {
                 Ok(c) => c,
                 Err(e) => {
@@ -181,38 +170,136 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            warn_if_world_readable(&path);
-            match sys::raise_nofile_limit() {
-                Ok((before, after)) if before != after => {
-                    log::info!("descriptor limit raised from {before} to {after}")
-                }
-                Ok((_, after)) => log::info!("descriptor limit {after}"),
-                Err(e) => log::warn!("cannot raise the descriptor limit: {e}"),
-            }
-            if cfg.health.user.is_none() {
-                log::info!(
-                    "health.user is not set: checks see that each server accepts connections \
-                     and answers a login, not that it serves queries or whether it is read-only"
-                );
-            }
-            let mut proxy = match event_loop::Proxy::bind(cfg) {
-                Ok(p) => p,
-                Err(e) => {
-                    log::error!("cannot listen: {e}");
-                    return ExitCode::from(1);
-                }
+            let from_env = init_logging(cfg.log_level);
+            run(cfg, path, !from_env)
+        }
+    }
+}
+
+/// Sets up logging to stderr: `log_level` unless RUST_LOG is set (returns
+/// true then). Under systemd (JOURNAL_STREAM set) each line starts with its
+/// syslog priority, `<3>` to `<7>`, and carries no timestamp of its own:
+/// the journal adds one and files the line under that priority.
+fn init_logging(level: log::LevelFilter) -> bool {
+    let from_env = std::env::var_os("RUST_LOG").is_some();
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let mut b = env_logger::Builder::new();
+    if from_env {
+        b.parse_env("RUST_LOG");
+    } else {
+        // Everything passes the logger; the global maximum filters, so a
+        // reload can change it.
+        b.filter_level(log::LevelFilter::Trace);
+    }
+    b.format(move |buf, rec| {
+        if journal {
+            let prio = match rec.level() {
+                log::Level::Error => 3,
+                log::Level::Warn => 4,
+                log::Level::Info => 6,
+                log::Level::Debug | log::Level::Trace => 7,
             };
-            match proxy.local_addr() {
-                Ok(a) => log::info!("myroute {} listening on {a}", env!("CARGO_PKG_VERSION")),
-                Err(e) => log::warn!("listening, address unknown: {e}"),
-            }
-            match proxy.run() {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    log::error!("event loop failed: {e}");
-                    ExitCode::from(1)
-                }
-            }
+            writeln!(buf, "<{prio}>{}: {}", rec.target(), rec.args())
+        } else {
+            writeln!(
+                buf,
+                "{} {:<5} {}: {}",
+                utc_timestamp(std::time::SystemTime::now()),
+                rec.level(),
+                rec.target(),
+                rec.args()
+            )
+        }
+    });
+    b.init();
+    if !from_env {
+        log::set_max_level(level);
+    }
+    from_env
+}
+
+/// Binds, writes the pid file, drops privileges, and runs the loop until a
+/// shutdown completes.
+fn run(cfg: config::Config, path: String, apply_log_level: bool) -> ExitCode {
+    warn_if_world_readable(&path);
+    match sys::raise_nofile_limit() {
+        Ok((before, after)) if before != after => {
+            log::info!("descriptor limit raised from {before} to {after}")
+        }
+        Ok((_, after)) => log::info!("descriptor limit {after}"),
+        Err(e) => log::warn!("cannot raise the descriptor limit: {e}"),
+    }
+    if cfg.health.user.is_none() {
+        log::info!(
+            "health.user is not set: checks see that each server accepts connections \
+             and answers a login, not that it serves queries or whether it is read-only"
+        );
+    }
+    let pid_file = cfg.pid_file.clone();
+    let run_as = cfg.run_as.clone();
+    let mut proxy = match event_loop::Proxy::bind(cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("cannot listen: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = proxy.handle_signals(path, apply_log_level) {
+        log::error!("cannot set up signal handling: {e}");
+        return ExitCode::from(1);
+    }
+    if let Some(file) = &pid_file {
+        if let Err(e) = std::fs::write(file, format!("{}\n", std::process::id())) {
+            log::error!("cannot write pid_file {file}: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    if let Some(user) = &run_as {
+        if let Err(e) = become_user(user, pid_file.as_deref()) {
+            log::error!("cannot switch to user {user}: {e}");
+            remove_pid_file(pid_file.as_deref());
+            return ExitCode::from(1);
+        }
+    }
+    match proxy.local_addr() {
+        Ok(a) => log::info!("myroute {} listening on {a}", env!("CARGO_PKG_VERSION")),
+        Err(e) => log::warn!("listening, address unknown: {e}"),
+    }
+    let (admin, metrics) = proxy.aux_addrs();
+    if let Some(a) = admin {
+        log::info!("admin console on {a}");
+    }
+    if let Some(m) = metrics {
+        log::info!("metrics on http://{m}/metrics and /ready");
+    }
+    let code = match proxy.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("event loop failed: {e}");
+            ExitCode::from(1)
+        }
+    };
+    remove_pid_file(pid_file.as_deref());
+    code
+}
+
+/// Drops root for `user`; the pid file becomes theirs, so the process can
+/// still remove it at exit (in a sticky directory such as /tmp).
+fn become_user(user: &str, pid_file: Option<&str>) -> std::io::Result<()> {
+    let (uid, gid) = sys::lookup_user(user)?;
+    if let Some(f) = pid_file {
+        std::os::unix::fs::chown(f, Some(uid), Some(gid))?;
+    }
+    sys::switch_user(user, uid, gid)?;
+    log::info!("running as user {user} (uid {uid}, gid {gid})");
+    Ok(())
+}
+
+fn remove_pid_file(file: Option<&str>) {
+    if let Some(f) = file {
+        if let Err(e) = std::fs::remove_file(f) {
+            // After dropping privileges the directory may not be ours.
+            log::warn!("cannot remove pid_file {f}: {e}");
         }
     }
 }

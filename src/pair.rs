@@ -27,12 +27,15 @@
 //! are read into `down` too and consumed there before any reach the client.
 
 use crate::access::{printable, EndReason, RateLimit};
-use crate::config::Config;
+use crate::config::{Config, ProxyProtocol};
 use crate::errors::{parse_err, Refusal};
 use crate::handshake::{self, caps, ClientHello, Response, NATIVE};
 use crate::pool::{BackendInfo, Pools};
+use crate::proxy_proto;
 use crate::ring::{BufPool, Ring};
 use crate::scramble::{self, Secret};
+use crate::stats::Stats;
+use crate::track::Tracker;
 use crate::wire::{self, put_packet, take_packet, Framer, HEADER_LEN};
 use log::{debug, info, warn};
 use std::fmt;
@@ -57,6 +60,7 @@ pub struct Ctx<'a> {
     pub decoy: &'a Secret,
     /// Bounds the failed-login warnings.
     pub login_warnings: &'a mut RateLimit,
+    pub stats: &'a mut Stats,
 }
 
 /// What the pair is waiting for, with the data that phase needs.
@@ -133,6 +137,9 @@ pub enum Event {
     NoBackendSocket(String),
     /// `deadline()` has passed.
     Timeout,
+    /// End the pair (KILL, shutdown): a relaying pair that is idle tells
+    /// its backend COM_QUIT; any other is cut at once.
+    Stop(EndReason),
 }
 
 impl State {
@@ -159,8 +166,18 @@ impl fmt::Display for State {
 /// A client connection and, once chosen, its backend connection.
 pub struct Pair {
     pub id: u32,
+    /// The client's address: the TCP peer, or what a trusted PROXY header
+    /// said.
     pub peer: SocketAddr,
+    /// The address the client connected to (for an outgoing PROXY header).
+    local: SocketAddr,
+    /// The peer may open with a PROXY protocol header (proxy_protocol_from).
+    trusted: bool,
+    /// No client byte has been examined yet: a PROXY header may come.
+    header_possible: bool,
     pub started: Instant,
+    /// When the client's token was verified (for the latency histograms).
+    verified_at: Option<Instant>,
     state: State,
     /// Client → backend bytes.
     pub up: Ring,
@@ -169,7 +186,8 @@ pub struct Pair {
     /// myroute's own packets to the backend during login, sent before `up`.
     pub to_backend: Vec<u8>,
     up_framer: Framer,
-    down_framer: Framer,
+    /// Follows the backend's replies to know when the session is idle.
+    tracker: Tracker,
     handshake_deadline: Instant,
     /// Capabilities offered in the greeting: the client's choice is
     /// narrowed to these, as the protocol's negotiation does.
@@ -196,8 +214,10 @@ pub const FALLBACK_VERSION: &str = "8.0.0-myroute";
 const FALLBACK_CHARSET: u8 = 45; // utf8mb4_general_ci
 
 impl Pair {
-    /// A new pair for a just-accepted client; queues the greeting.
-    pub fn new(id: u32, peer: SocketAddr, ctx: &mut Ctx) -> Pair {
+    /// A new pair for a just-accepted client; queues the greeting. `local`
+    /// is the address it connected to; `trusted` says it may send a PROXY
+    /// protocol header.
+    pub fn new(id: u32, peer: SocketAddr, local: SocketAddr, trusted: bool, ctx: &mut Ctx) -> Pair {
         let salt = (ctx.salt)();
         let info = ctx.pools.advertised();
         let version = ctx
@@ -212,13 +232,17 @@ impl Pair {
         let mut pair = Pair {
             id,
             peer,
+            local,
+            trusted,
+            header_possible: true,
             started: ctx.now,
+            verified_at: None,
             state: State::AwaitingClientResponse { salt },
             up: Ring::default(),
             down: Ring::default(),
             to_backend: Vec::new(),
             up_framer: Framer::default(),
-            down_framer: Framer::default(),
+            tracker: Tracker::new(0),
             handshake_deadline: ctx.now + ctx.cfg.handshake_timeout,
             offered: capabilities,
             attempt: 0,
@@ -311,6 +335,25 @@ impl Pair {
         self.state.name()
     }
 
+    /// Still waiting for the client to log in.
+    pub fn awaits_client_login(&self) -> bool {
+        matches!(
+            self.state,
+            State::AwaitingClientResponse { .. } | State::AwaitingAuthSwitch { .. }
+        )
+    }
+
+    /// Relaying with nothing in flight: every command answered, nothing
+    /// buffered either way, and no transaction open. Such a pair can be
+    /// ended without cutting anyone off mid-query.
+    pub fn is_idle(&self) -> bool {
+        self.is_relaying()
+            && self.up.is_empty()
+            && self.down.is_empty()
+            && self.up_framer.at_boundary()
+            && self.tracker.idle()
+    }
+
     /// Counts bytes that just entered `up` (at offset `from`) and, while
     /// relaying, scans them for commands.
     pub fn client_bytes_arrived(&mut self, from: usize, n: usize, ctx: &mut Ctx) {
@@ -332,6 +375,18 @@ impl Pair {
             let chunk = slice_at(a, b, offset, end - offset);
             let (walked, command) = self.up_framer.feed(chunk);
             offset += walked;
+            // During a LOAD DATA LOCAL transfer, file packets are numbered
+            // on and wrap to sequence id 0: they are content, not commands.
+            // (A client that sends stray empty packets only turns this off.)
+            let pending = self
+                .tracker
+                .files_requested()
+                .wrapping_sub(self.up_framer.empty_packets());
+            let in_file = (pending as i32) > 0;
+            let command = command.filter(|_| !in_file);
+            if let Some(c) = command {
+                self.tracker.command(c);
+            }
             if command == Some(COM_QUIT) {
                 self.quit_sent = true;
             }
@@ -340,8 +395,7 @@ impl Pair {
                 // clean point: no earlier command still unsent, and the
                 // backend's last reply complete; else just close.
                 let header_at = offset as isize - 1 - HEADER_LEN as isize;
-                let clean =
-                    header_at <= 0 && self.down.is_empty() && self.down_framer.at_boundary();
+                let clean = header_at <= 0 && self.down.is_empty() && self.tracker.at_boundary();
                 info!("conn={} client sent COM_CHANGE_USER; refused", self.id);
                 let next = if clean {
                     self.refuse(
@@ -375,8 +429,8 @@ impl Pair {
         while offset < end {
             let (a, b) = self.down.as_slices();
             let chunk = slice_at(a, b, offset, end - offset);
-            let (walked, _) = self.down_framer.feed(chunk);
-            offset += walked;
+            self.tracker.backend(chunk);
+            offset += chunk.len();
         }
     }
 
@@ -426,6 +480,33 @@ impl Pair {
             (s @ State::Closing { .. }, Event::Timeout) => self.on_timeout(s, ctx),
             (s @ State::Closing { .. }, _) => s,
 
+            // Stopped while idle: the backend gets COM_QUIT, so the server
+            // sees a clean goodbye rather than an aborted connection.
+            (State::Relaying, Event::Stop(reason)) if self.is_idle() => {
+                self.up.attach(ctx.bufs);
+                // `up` is empty (idle), so the five bytes fit.
+                let _ = self.up.push(&[1, 0, 0, 0, COM_QUIT]);
+                State::Closing {
+                    reason,
+                    flush: Side::Backend,
+                }
+            }
+            // Not logged in yet: told why, as a server would tell it.
+            (State::AwaitingClientResponse { .. }, Event::Stop(reason)) => {
+                self.refuse(stop_refusal(&reason), 2, reason, ctx)
+            }
+            (State::AwaitingAuthSwitch { .. }, Event::Stop(reason)) => {
+                self.refuse(stop_refusal(&reason), 4, reason, ctx)
+            }
+            // Stopped mid-query or mid-backend-login: cut both sides now.
+            (_, Event::Stop(reason)) => {
+                self.down.clear(ctx.bufs);
+                State::Closing {
+                    reason,
+                    flush: Side::Client,
+                }
+            }
+
             // The client left: nothing to finish on its behalf.
             (State::Relaying, Event::ClientClosed(None)) => State::Closing {
                 reason: EndReason::ClientClosed,
@@ -457,8 +538,10 @@ impl Pair {
             // Relayed bytes were already scanned by `client_bytes_arrived`.
             (State::Relaying, Event::ClientData) => State::Relaying,
 
-            // TCP connect done: the backend speaks first.
+            // TCP connect done: the backend speaks first, after the PROXY
+            // header when the pool sends one.
             (State::Connecting { login, deadline }, Event::BackendConnected) => {
+                self.queue_proxy_header(ctx);
                 State::AwaitingBackendHandshake { login, deadline }
             }
             (State::AwaitingBackendHandshake { login, deadline }, Event::BackendData) => {
@@ -577,7 +660,78 @@ impl Pair {
         }
     }
 
+    /// Starts a backend connection with a PROXY protocol header carrying
+    /// the client's address, when its pool asks for one.
+    fn queue_proxy_header(&mut self, ctx: &Ctx) {
+        let version = self.pool.map(|p| ctx.pools.pools[p].proxy_protocol);
+        let header = match version {
+            Some(ProxyProtocol::V1) => proxy_proto::build_v1(self.peer, self.local),
+            Some(ProxyProtocol::V2) => proxy_proto::build_v2(self.peer, self.local),
+            Some(ProxyProtocol::None) | None => return,
+        };
+        // Nothing else is queued for a backend that has just connected.
+        self.to_backend.splice(0..0, header);
+    }
+
+    /// Reads a PROXY protocol header at the very start of the client's
+    /// bytes (before or after the greeting, as MariaDB accepts it). Returns
+    /// `Err(next state)` to wait for more bytes or to refuse.
+    fn take_proxy_header(&mut self, salt: [u8; scramble::LEN], ctx: &mut Ctx) -> Result<(), State> {
+        let mut head = [0u8; proxy_proto::V2_MAX];
+        let n = self.up.peek(0, &mut head);
+        let wait = || State::AwaitingClientResponse { salt };
+        match proxy_proto::looks_like_header(&head[..n]) {
+            None => return Err(wait()),
+            Some(false) => {
+                self.header_possible = false;
+                return Ok(());
+            }
+            Some(true) if !self.trusted => {
+                warn!(
+                    "conn={} client={} sent a PROXY protocol header but is not in proxy_protocol_from; refused",
+                    self.id,
+                    self.peer.ip()
+                );
+                let why = "PROXY protocol header from an address not in proxy_protocol_from";
+                return Err(self.refuse(
+                    Refusal::BadHandshake(why.into()),
+                    2,
+                    EndReason::ProtocolError("untrusted PROXY header"),
+                    ctx,
+                ));
+            }
+            Some(true) => {}
+        }
+        match proxy_proto::parse(&head[..n]) {
+            Err(proxy_proto::Error::Incomplete) if n < head.len() => Err(wait()),
+            Err(_) => Err(self.refuse(
+                Refusal::BadHandshake("malformed PROXY protocol header".into()),
+                2,
+                EndReason::ProtocolError("bad PROXY header"),
+                ctx,
+            )),
+            Ok((header, used)) => {
+                self.up.consume(used);
+                self.header_possible = false;
+                if let proxy_proto::Header::Proxied { src, dst } = header {
+                    debug!(
+                        "conn={} PROXY header: client {src} via {}",
+                        self.id, self.peer
+                    );
+                    self.peer = src;
+                    self.local = dst;
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn on_client_response(&mut self, salt: [u8; scramble::LEN], ctx: &mut Ctx) -> State {
+        if self.header_possible {
+            if let Err(next) = self.take_proxy_header(salt, ctx) {
+                return next;
+            }
+        }
         let (seq, payload) = match take_packet(&mut self.up, max_login_payload(ctx)) {
             Ok(Some(p)) => p,
             Ok(None) => return State::AwaitingClientResponse { salt },
@@ -686,6 +840,7 @@ impl Pair {
         hello.auth.fill(0);
         hello.auth.clear();
         let (Some(user), Some(stage1)) = (user, stage1) else {
+            ctx.stats.logins_failed += 1;
             if ctx.login_warnings.allow(ctx.now) {
                 warn!(
                     "login failed: conn={} client={} user={} (wrong password or unknown user)",
@@ -701,11 +856,16 @@ impl Pair {
             };
             return self.refuse(refusal, next_seq, EndReason::AuthFailed, ctx);
         };
-        self.pool = Some(user.pool);
+        ctx.stats
+            .handshake
+            .observe(ctx.now.saturating_duration_since(self.started));
+        self.verified_at = Some(ctx.now);
+        let pool = ctx.pools.of_config(user.pool);
+        self.pool = Some(pool);
         let login = Box::new(Login {
             hello,
             stage1,
-            pool: user.pool,
+            pool,
             tried: Vec::new(),
             server: 0,
             client_seq: next_seq,
@@ -770,6 +930,7 @@ impl Pair {
         // A failed real login counts like a failed health check.
         let fall = ctx.cfg.health.fall;
         if server_at_fault {
+            ctx.stats.backend_failures += 1;
             if let Some(change) = ctx.pools.record_failure(login.server, &why, ctx.now, fall) {
                 ctx.pools.log_change(login.server, change);
             }
@@ -888,6 +1049,16 @@ impl Pair {
                 // no buffer of its own.
                 self.to_backend = Vec::new();
                 ctx.pools.record_success(login.server);
+                self.tracker = Tracker::new(login.hello.capabilities);
+                ctx.stats.logins_ok += 1;
+                if let Some(t) = self.verified_at {
+                    ctx.stats
+                        .backend_login
+                        .observe(ctx.now.saturating_duration_since(t));
+                }
+                if let Some(p) = self.pool {
+                    ctx.pools.pools[p].clients_total += 1;
+                }
                 debug!(
                     "conn={} logged in to {}",
                     self.id, ctx.pools.servers[login.server].addr
@@ -1044,6 +1215,14 @@ impl Pair {
     }
 }
 
+/// What a client that has not logged in is told when `reason` ends it.
+fn stop_refusal(reason: &EndReason) -> Refusal {
+    match reason {
+        EndReason::Killed => Refusal::Killed,
+        _ => Refusal::ShuttingDown,
+    }
+}
+
 /// The greeting's capabilities: what myroute relays, narrowed to what the
 /// backends support, always with CLIENT_MYSQL so clients send no MariaDB
 /// extended capabilities.
@@ -1137,6 +1316,7 @@ user.nopw.pool = primary
         now: Instant,
         salts: u8,
         warnings: RateLimit,
+        stats: Stats,
     }
 
     impl World {
@@ -1158,6 +1338,7 @@ user.nopw.pool = primary
                 now: Instant::now(),
                 salts: 0,
                 warnings: RateLimit::new(Duration::from_secs(1), 10),
+                stats: Stats::new(Instant::now()),
             }
         }
 
@@ -1177,6 +1358,7 @@ user.nopw.pool = primary
                     salt: &mut salt,
                     decoy: &self.decoy,
                     login_warnings: &mut self.warnings,
+                    stats: &mut self.stats,
                 };
                 f(&mut ctx)
             };
@@ -1187,6 +1369,10 @@ user.nopw.pool = primary
 
     fn peer() -> SocketAddr {
         "127.0.0.1:40000".parse().unwrap()
+    }
+
+    fn local() -> SocketAddr {
+        "127.0.0.1:3306".parse().unwrap()
     }
 
     /// Takes every whole packet queued for the client.
@@ -1279,7 +1465,7 @@ user.nopw.pool = primary
 
     /// A new pair; returns it with the salt from its greeting.
     fn greeted(w: &mut World) -> (Pair, Vec<u8>) {
-        let mut p = w.with(|ctx| Pair::new(7, peer(), ctx));
+        let mut p = w.with(|ctx| Pair::new(7, peer(), local(), false, ctx));
         let pkts = client_packets(&mut p);
         assert_eq!(pkts.len(), 1);
         let (seq, greeting) = &pkts[0];
@@ -1332,7 +1518,7 @@ user.nopw.pool = primary
     #[test]
     fn greeting_offers_native_auth_without_ssl_or_compression() {
         let mut w = World::new();
-        let mut p = w.with(|ctx| Pair::new(7, peer(), ctx));
+        let mut p = w.with(|ctx| Pair::new(7, peer(), local(), false, ctx));
         let (_, payload) = client_packets(&mut p).remove(0);
         let g = handshake::parse_greeting(&payload).unwrap();
         assert_eq!(g.version, "10.11.6-MariaDB");
@@ -1738,6 +1924,175 @@ user.nopw.pool = primary
         from_client(&mut w, &mut p, 0, b"\x03SELECT 1");
         assert_eq!(p.up.len(), 5 + 13);
         assert!(p.is_relaying());
+    }
+
+    /// The client's query went out and the backend's reply `reply` came
+    /// back and was delivered to the client.
+    fn round_trip(w: &mut World, p: &mut Pair, query: &[u8], reply: &[u8]) {
+        from_client(w, p, 0, query);
+        w.with(|ctx| p.up.clear(ctx.bufs)); // written to the backend
+        assert!(!p.is_idle(), "a command awaits its reply");
+        from_backend(w, p, 1, reply);
+        client_packets(p);
+    }
+
+    #[test]
+    fn stopping_an_idle_pair_says_goodbye_to_the_backend() {
+        let mut w = World::new();
+        let mut p = relaying(&mut w);
+        assert!(p.is_idle());
+        round_trip(&mut w, &mut p, b"\x03SET @a = 1", &[0, 0, 0, 2, 0, 0, 0]);
+        assert!(p.is_idle());
+        event(&mut w, &mut p, Event::Stop(EndReason::Shutdown));
+        assert_eq!(p.state_name(), "CLOSING");
+        let mut quit = [0u8; 5];
+        assert_eq!(p.up.peek(0, &mut quit), 5);
+        assert_eq!(quit, [1, 0, 0, 0, COM_QUIT], "COM_QUIT for the backend");
+        assert_eq!(p.finished(), None);
+        w.with(|ctx| p.up.clear(ctx.bufs));
+        assert_eq!(p.finished(), Some(&EndReason::Shutdown));
+    }
+
+    #[test]
+    fn a_pair_mid_query_or_in_a_transaction_is_not_idle() {
+        let mut w = World::new();
+        let mut p = relaying(&mut w);
+        from_client(&mut w, &mut p, 0, b"\x03SELECT SLEEP(10)");
+        w.with(|ctx| p.up.clear(ctx.bufs));
+        assert!(!p.is_idle());
+        // BEGIN's OK carries SERVER_STATUS_IN_TRANS.
+        let mut p = relaying(&mut w);
+        round_trip(&mut w, &mut p, b"\x03BEGIN", &[0, 0, 0, 3, 0, 0, 0]);
+        assert!(!p.is_idle(), "inside a transaction");
+        round_trip(&mut w, &mut p, b"\x03COMMIT", &[0, 0, 0, 2, 0, 0, 0]);
+        assert!(p.is_idle());
+        // Stopping a busy pair cuts it at once (KILL, shutdown_timeout).
+        from_client(&mut w, &mut p, 0, b"\x03SELECT 1");
+        event(&mut w, &mut p, Event::Stop(EndReason::Killed));
+        assert_eq!(p.finished(), Some(&EndReason::Killed));
+    }
+
+    #[test]
+    fn a_client_not_logged_in_is_told_why_it_is_stopped() {
+        for (reason, code) in [(EndReason::Shutdown, 1053), (EndReason::Killed, 1927)] {
+            let mut w = World::new();
+            let (mut p, _) = greeted(&mut w);
+            assert!(p.awaits_client_login());
+            event(&mut w, &mut p, Event::Stop(reason.clone()));
+            let pkts = client_packets(&mut p);
+            assert_eq!(pkts[0].0, 2);
+            assert_eq!(err_code(&pkts[0].1).0, code);
+            assert_eq!(p.finished(), Some(&reason));
+        }
+    }
+
+    #[test]
+    fn local_infile_content_is_not_mistaken_for_commands() {
+        let mut w = World::new();
+        let mut p = relaying(&mut w);
+        from_client(
+            &mut w,
+            &mut p,
+            0,
+            b"\x03LOAD DATA LOCAL INFILE 'f' INTO TABLE t",
+        );
+        w.with(|ctx| p.up.clear(ctx.bufs));
+        from_backend(&mut w, &mut p, 1, b"\xFBf");
+        // 256 packets on, a file packet has sequence id 0 and starts with
+        // COM_CHANGE_USER's byte: content, relayed as it is.
+        from_client(&mut w, &mut p, 0, b"\x11 not a command");
+        assert!(p.is_relaying());
+        from_client(&mut w, &mut p, 1, b"");
+        w.with(|ctx| p.up.clear(ctx.bufs));
+        from_backend(&mut w, &mut p, 3, &[0, 1, 0, 2, 0, 0, 0]);
+        client_packets(&mut p);
+        // After the file, commands are commands again.
+        from_client(&mut w, &mut p, 0, b"\x11u\0");
+        assert_eq!(p.state_name(), "CLOSING");
+    }
+
+    /// A greeted pair from `peer()`, trusted or not, that received `bytes`
+    /// first.
+    fn sent_first(w: &mut World, trusted: bool, bytes: &[u8]) -> (Pair, Vec<u8>) {
+        let mut p = w.with(|ctx| Pair::new(7, peer(), local(), trusted, ctx));
+        let salt = handshake::parse_greeting(&client_packets(&mut p)[0].1)
+            .unwrap()
+            .salt;
+        w.with(|ctx| {
+            p.up.attach(ctx.bufs);
+            assert_eq!(p.up.push(bytes), bytes.len());
+            p.client_bytes_arrived(0, bytes.len(), ctx);
+            p.handle(Event::ClientData, ctx);
+        });
+        (p, salt)
+    }
+
+    #[test]
+    fn a_trusted_peer_may_name_the_client_with_a_proxy_header() {
+        let mut w = World::new();
+        let header = b"PROXY TCP4 10.1.2.3 10.0.0.1 5555 3306\r\n";
+        // The header arrives in two pieces: the pair waits for the rest.
+        let (mut p, salt) = sent_first(&mut w, true, &header[..9]);
+        assert_eq!(p.state_name(), "AWAITING-CLIENT-RESPONSE");
+        assert_eq!(p.peer, peer());
+        w.with(|ctx| {
+            assert_eq!(p.up.push(&header[9..]), header.len() - 9);
+            p.client_bytes_arrived(9, header.len() - 9, ctx);
+            p.handle(Event::ClientData, ctx);
+        });
+        assert_eq!(p.peer, "10.1.2.3:5555".parse().unwrap());
+        from_client(
+            &mut w,
+            &mut p,
+            1,
+            &response(b"app_rw", &client_token(PW, &salt), None, NATIVE),
+        );
+        assert_eq!(p.state_name(), "CONNECTING");
+        // And it is passed on as the client's address, with the original
+        // destination.
+        w.pools.pools[0].proxy_protocol = ProxyProtocol::V1;
+        event(&mut w, &mut p, Event::BackendConnected);
+        assert!(p
+            .to_backend
+            .starts_with(b"PROXY TCP4 10.1.2.3 10.0.0.1 5555 3306\r\n"));
+    }
+
+    #[test]
+    fn proxy_headers_from_untrusted_or_malformed_are_refused() {
+        for (trusted, bytes) in [
+            (false, &b"PROXY TCP4 10.1.2.3 10.0.0.1 5555 3306\r\n"[..]),
+            (false, &b"\r\n\r\n\0\r\nQUIT\n\x21\x11\0\x0c"[..]),
+            (true, &b"PROXY TCP4 10.1.2.300 10.0.0.1 5555 3306\r\n"[..]),
+        ] {
+            let mut w = World::new();
+            let (mut p, _) = sent_first(&mut w, trusted, bytes);
+            let pkts = client_packets(&mut p);
+            assert_eq!(pkts.len(), 1, "{bytes:?}");
+            assert_eq!(pkts[0].0, 2);
+            assert_eq!(err_code(&pkts[0].1).0, 1043);
+            assert_eq!(p.peer, peer());
+            assert_eq!(p.state_name(), "CLOSING");
+        }
+    }
+
+    #[test]
+    fn a_pool_with_proxy_protocol_opens_with_the_clients_address() {
+        let mut w = World::new();
+        w.pools.pools[0].proxy_protocol = ProxyProtocol::V1;
+        let (mut p, salt) = greeted(&mut w);
+        from_client(
+            &mut w,
+            &mut p,
+            1,
+            &response(b"app_rw", &client_token(PW, &salt), None, NATIVE),
+        );
+        event(&mut w, &mut p, Event::BackendConnected);
+        let want = b"PROXY TCP4 127.0.0.1 127.0.0.1 40000 3306\r\n";
+        assert_eq!(&p.to_backend[..], &want[..]);
+        // The login follows the header.
+        from_backend(&mut w, &mut p, 0, &backend_greeting(&[b'z'; 20]));
+        assert!(p.to_backend.starts_with(want));
+        assert!(p.to_backend.len() > want.len());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! health are shared, so least-connections sees every connection it carries.
 //! Pure: no sockets, only counts, states and choices.
 
-use crate::config::{Config, Role};
+use crate::config::{Config, ProxyProtocol, Role};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -54,6 +54,14 @@ pub struct Server {
     /// Learned from its latest greeting.
     pub info: Option<BackendInfo>,
     pub health: Health,
+    /// DRAIN SERVER: no new connections; those open go on.
+    pub drained: bool,
+    /// Listed in some pool of the current configuration. A server a reload
+    /// removed stays (its index is held by open pairs) but takes no new
+    /// connections and is not checked.
+    pub in_pool: bool,
+    /// Failed checks and failed backend logins since start.
+    pub failures_total: u64,
 }
 
 /// A server's place in a pool.
@@ -70,15 +78,24 @@ pub struct Pool {
     pub members: Vec<Member>,
     pub role: Role,
     pub fallback: Option<usize>,
+    pub proxy_protocol: ProxyProtocol,
+    /// Clients routed to this pool since start.
+    pub clients_total: u64,
+    /// Gone from the configuration (kept so open pairs' indices stay valid).
+    pub removed: bool,
     /// Where the next tie-break starts, so equal loads rotate.
     rotor: usize,
 }
 
-/// All servers and pools.
+/// All servers and pools. Indices only grow: a reload appends what is new
+/// and marks what is gone, so a pair's pool and server indices stay valid
+/// for as long as it lives.
 #[derive(Debug, Clone)]
 pub struct Pools {
     pub servers: Vec<Server>,
     pub pools: Vec<Pool>,
+    /// `Config::pools` index -> index in `pools`.
+    by_config: Vec<usize>,
 }
 
 /// At most this many servers in one pool.
@@ -86,38 +103,96 @@ pub const MAX_MEMBERS: usize = 64;
 
 impl Pools {
     pub fn from_config(cfg: &Config) -> Pools {
-        let mut servers: Vec<Server> = Vec::new();
-        let mut pools = Vec::new();
-        for p in &cfg.pools {
-            let mut members = Vec::new();
-            for sc in &p.servers {
-                let idx = match servers.iter().position(|s| s.addr == sc.addr) {
-                    Some(i) => i,
-                    None => {
-                        servers.push(Server {
-                            addr: sc.addr,
-                            active: 0,
-                            total: 0,
-                            info: None,
-                            health: Health::default(),
-                        });
-                        servers.len() - 1
-                    }
-                };
+        let mut p = Pools {
+            servers: Vec::new(),
+            pools: Vec::new(),
+            by_config: Vec::new(),
+        };
+        p.apply(cfg);
+        p
+    }
+
+    /// Makes the pools match `cfg` (at start and on reload). Pools and
+    /// servers are matched by name and address, keeping their counts and
+    /// health; new ones are appended; those no longer configured take no
+    /// new connections while their open ones finish.
+    pub fn apply(&mut self, cfg: &Config) {
+        self.by_config.clear();
+        for pc in &cfg.pools {
+            let idx = match self.pools.iter().position(|p| p.name == pc.name) {
+                Some(i) => i,
+                None => {
+                    self.pools.push(Pool {
+                        name: pc.name.clone(),
+                        members: Vec::new(),
+                        role: Role::Any,
+                        fallback: None,
+                        proxy_protocol: ProxyProtocol::None,
+                        clients_total: 0,
+                        removed: false,
+                        rotor: 0,
+                    });
+                    self.pools.len() - 1
+                }
+            };
+            self.by_config.push(idx);
+            let mut members = Vec::with_capacity(pc.servers.len());
+            for sc in &pc.servers {
                 members.push(Member {
-                    server: idx,
+                    server: self.server_index(sc.addr),
                     weight: sc.weight,
                 });
             }
-            pools.push(Pool {
-                name: p.name.clone(),
-                members,
-                role: p.role,
-                fallback: p.fallback,
-                rotor: 0,
-            });
+            let p = &mut self.pools[idx];
+            p.members = members;
+            p.role = pc.role;
+            p.proxy_protocol = pc.proxy_protocol;
+            p.removed = false;
         }
-        Pools { servers, pools }
+        for (i, p) in self.pools.iter_mut().enumerate() {
+            if !self.by_config.contains(&i) {
+                p.removed = true;
+                p.members.clear();
+                p.fallback = None;
+            }
+        }
+        for (ci, pc) in cfg.pools.iter().enumerate() {
+            self.pools[self.by_config[ci]].fallback = pc.fallback.map(|f| self.by_config[f]);
+        }
+        for s in &mut self.servers {
+            s.in_pool = false;
+        }
+        for m in self.pools.iter().flat_map(|p| &p.members) {
+            self.servers[m.server].in_pool = true;
+        }
+    }
+
+    /// The index of the server at `addr`, added if new.
+    fn server_index(&mut self, addr: SocketAddr) -> usize {
+        if let Some(i) = self.servers.iter().position(|s| s.addr == addr) {
+            return i;
+        }
+        self.servers.push(Server {
+            addr,
+            active: 0,
+            total: 0,
+            info: None,
+            health: Health::default(),
+            drained: false,
+            in_pool: true,
+            failures_total: 0,
+        });
+        self.servers.len() - 1
+    }
+
+    /// The pool a `Config::pools` index names now.
+    pub fn of_config(&self, cfg_pool: usize) -> usize {
+        self.by_config.get(cfg_pool).copied().unwrap_or(cfg_pool)
+    }
+
+    /// The server at `addr`, if any.
+    pub fn find(&self, addr: SocketAddr) -> Option<usize> {
+        self.servers.iter().position(|s| s.addr == addr)
     }
 
     /// Whether `server` may take a new connection for a pool of `role`:
@@ -129,7 +204,8 @@ impl Pools {
             Role::Primary => h.read_only != Some(true),
             Role::Replica => h.read_only != Some(false),
         };
-        !h.down && fits
+        let s = &self.servers[server];
+        !h.down && !s.drained && s.in_pool && fits
     }
 
     /// True when some server of `pool` (or of its fallbacks) is usable.
@@ -202,6 +278,8 @@ impl Pools {
                 }
             }
             Err(why) => {
+                self.servers[server].failures_total += 1;
+                let h = &mut self.servers[server].health;
                 h.last = why;
                 h.oks = 0;
                 h.fails = h.fails.saturating_add(1);
@@ -224,6 +302,7 @@ impl Pools {
         now: Instant,
         fall: u32,
     ) -> Option<Change> {
+        self.servers[server].failures_total += 1;
         let h = &mut self.servers[server].health;
         h.last = why.to_string();
         h.last_at = Some(now);
@@ -261,6 +340,8 @@ impl Pools {
                 let s = &self.servers[m.server];
                 let why = if s.health.down {
                     format!("down ({})", s.health.down_reason)
+                } else if s.drained {
+                    "drained".to_string()
                 } else {
                     format!("read_only does not fit role {:?}", pl.role).to_lowercase()
                 };
@@ -469,5 +550,68 @@ mod tests {
             (a.version.as_str(), a.capabilities, a.charset),
             ("10.11.6-MariaDB", 0b101, 45)
         );
+    }
+
+    #[test]
+    fn drained_servers_take_no_new_connections() {
+        let mut p = pools("");
+        p.servers[0].drained = true;
+        assert_eq!(p.pick(0, &[]), Some((0, 1)));
+        assert_eq!(p.pick(0, &[]), Some((0, 1)));
+        p.servers[1].drained = true;
+        assert_eq!(p.pick(0, &[]), None);
+        assert!(p.down_summary(0).contains("drained"));
+        p.servers[0].drained = false;
+        assert_eq!(p.pick(0, &[]), Some((0, 0)));
+    }
+
+    #[test]
+    fn a_reload_keeps_indices_and_drains_what_it_removes() {
+        let mut p = pools("");
+        p.servers[0].active = 2;
+        p.servers[0].total = 5;
+        p.pools[0].clients_total = 7;
+        // Pool a loses 127.0.0.1:1 and gains :3; pool b goes; pool c is new.
+        let cfg = crate::config::parse(
+            "pool.c.servers = 127.0.0.1:4
+pool.a.servers = 127.0.0.1:2, 127.0.0.1:3
+             pool.a.fallback = c
+user.u.password =
+user.u.pool = c
+",
+        )
+        .unwrap();
+        p.apply(&cfg);
+        // Old indices mean what they meant; new ones are appended.
+        assert_eq!(p.servers[0].addr, "127.0.0.1:1".parse().unwrap());
+        assert_eq!((p.servers[0].active, p.servers[0].total), (2, 5));
+        assert!(!p.servers[0].in_pool, "removed from every pool");
+        assert_eq!(p.servers.len(), 4);
+        assert_eq!(p.pools[0].name, "a");
+        assert_eq!(p.pools[0].clients_total, 7);
+        assert!(p.pools[1].removed && p.pools[1].members.is_empty());
+        assert_eq!(p.pools[2].name, "c");
+        // Config indices map onto them: the file lists c first.
+        assert_eq!(p.of_config(0), 2);
+        assert_eq!(p.of_config(1), 0);
+        assert_eq!(p.pools[0].fallback, Some(2));
+        // The removed server is never picked again; the others are.
+        for _ in 0..4 {
+            let (_, s) = p.pick(0, &[]).unwrap();
+            assert_ne!(s, 0);
+        }
+        assert_eq!(p.pick(1, &[]), None, "a removed pool serves no one");
+        // Putting it back makes it usable again, with its counts.
+        p.apply(
+            &crate::config::parse(
+                "pool.a.servers = 127.0.0.1:1
+user.u.password =
+user.u.pool = a
+",
+            )
+            .unwrap(),
+        );
+        assert!(p.servers[0].in_pool);
+        assert_eq!(p.pick(0, &[]), Some((0, 0)));
     }
 }

@@ -156,6 +156,127 @@ pub fn connect_from(src: IpAddr, dst: SocketAddr) -> io::Result<mio::net::TcpStr
     )))
 }
 
+/// The signals the event loop handles (SIGHUP, SIGTERM, SIGINT), delivered
+/// as readable data on a signalfd instead of through handlers, so they are
+/// handled in the loop like any other event and no code runs in a signal
+/// context.
+pub struct Signals {
+    fd: OwnedFd,
+}
+
+impl Signals {
+    /// Blocks `signals` (the process has one thread, so the mask is the
+    /// process's) and opens a non-blocking signalfd for them.
+    pub fn new(signals: &[libc::c_int]) -> io::Result<Signals> {
+        // SAFETY: `set` is a valid sigset_t, initialised by sigemptyset
+        // before use; every pointer passed lives for the call.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for &s in signals {
+                libc::sigaddset(&mut set, s);
+            }
+            if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Signals {
+                fd: OwnedFd::from_raw_fd(fd),
+            })
+        }
+    }
+
+    /// The next pending signal, or `None` when there is none.
+    pub fn next(&self) -> io::Result<Option<libc::c_int>> {
+        // SAFETY: signalfd_siginfo is plain data; zeroed is a valid value.
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: `info` is writable for `size` bytes; `fd` is our signalfd.
+        let n = unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                size,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => Ok(None),
+                _ => Err(e),
+            };
+        }
+        if n as usize != size {
+            return Ok(None);
+        }
+        Ok(Some(info.ssi_signo as libc::c_int))
+    }
+}
+
+impl AsRawFd for Signals {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// The uid and gid of account `user`.
+pub fn lookup_user(user: &str) -> io::Result<(u32, u32)> {
+    let name = c_name(user)?;
+    // SAFETY: passwd is plain data; getpwnam_r fills `pw` and points its
+    // strings into `buf`, both of which outlive every use below.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let mut buf = vec![0 as libc::c_char; 16 * 1024];
+        let rc = libc::getpwnam_r(
+            name.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        );
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        if found.is_null() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no such user '{user}'"),
+            ));
+        }
+        Ok((pw.pw_uid, pw.pw_gid))
+    }
+}
+
+fn c_name(user: &str) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(user)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "user name contains NUL"))
+}
+
+/// Switches the process to `user`'s uid, gid and supplementary groups
+/// (after binding, so a proxy started as root can listen on port 3306 and
+/// then run unprivileged).
+pub fn switch_user(user: &str, uid: u32, gid: u32) -> io::Result<()> {
+    let name = c_name(user)?;
+    // SAFETY: plain system calls on values checked above; the order (groups,
+    // gid, then uid) matters, since after setuid the others are not allowed.
+    unsafe {
+        if libc::initgroups(name.as_ptr(), gid) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::setgid(gid) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::setuid(uid) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -208,6 +208,9 @@ pub struct Framer {
     want_command: bool,
     /// The previous packet was 0xFFFFFF long, so the next one continues it.
     continued: bool,
+    /// Empty packets that were not continuations, walked so far (wrapping):
+    /// the client's end of a LOCAL INFILE file.
+    empty: u32,
 }
 
 impl Framer {
@@ -239,12 +242,20 @@ impl Framer {
                     // continue a 16 MiB one; other packets (LOAD DATA LOCAL
                     // file contents, auth data, continuations) are opaque.
                     self.want_command = h[3] == 0 && !self.continued && len > 0;
+                    if len == 0 && !self.continued {
+                        self.empty = self.empty.wrapping_add(1);
+                    }
                     self.continued = len == MAX_PAYLOAD;
                     self.left = len;
                 }
             }
         }
         (i, None)
+    }
+
+    /// Empty packets walked so far (wrapping), continuations excluded.
+    pub fn empty_packets(&self) -> u32 {
+        self.empty
     }
 
     /// True when the stream is at a packet boundary.
