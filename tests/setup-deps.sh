@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end suite needs, when it is missing:
 #   - MariaDB server and client (apt)
-#   - Python packages pytest, PyMySQL, mysql-connector-python (pip)
+#   - Python packages pytest, PyMySQL, mysql-connector-python,
+#     prometheus_client (pip)
 #   - Node.js and the mysql2 package (npm, into tests/clients/)
 # Idempotent: does nothing when everything is already there.
 # Quiet unless something fails; any failure exits non-zero.
@@ -74,6 +75,7 @@ pip_missing=()
 "$python" -c 'import pytest' >/dev/null 2>&1 || pip_missing+=(pytest)
 "$python" -c 'import pymysql' >/dev/null 2>&1 || pip_missing+=(PyMySQL)
 "$python" -c 'import mysql.connector' >/dev/null 2>&1 || pip_missing+=(mysql-connector-python)
+"$python" -c 'import prometheus_client.parser' >/dev/null 2>&1 || pip_missing+=(prometheus_client)
 if [ "${#pip_missing[@]}" -gt 0 ]; then
     pip_args=(-m pip install -q --disable-pip-version-check)
     # Debian's own interpreter is "externally managed" (PEP 668).
@@ -81,7 +83,7 @@ if [ "${#pip_missing[@]}" -gt 0 ]; then
         pip_args+=(--break-system-packages)
     fi
     quiet "$python" "${pip_args[@]}" "${pip_missing[@]}"
-    for mod in pytest pymysql mysql.connector; do
+    for mod in pytest pymysql mysql.connector prometheus_client.parser; do
         "$python" -c "import $mod" >/dev/null 2>&1 || fail "python module $mod still missing after pip install"
     done
 fi

@@ -108,6 +108,23 @@ def make_proxy(myroute_bin, workdir, request):
 
 
 @pytest.fixture
+def make_ops_proxy(myroute_bin, workdir, request):
+    """Factory for proxies with the admin console and/or metrics responder
+    (harness.ops.OpsProxy), stopped at the end of the test."""
+    from harness.ops import OpsProxy
+    started = []
+
+    def make(name, settings, start=True, **kw):
+        p = OpsProxy(workdir, "%s-%s" % (request.node.name.replace("/", "_")[:60], name),
+                     settings, **kw)
+        started.append(p)
+        return p.start() if start else p
+    yield make
+    for p in started:
+        p.stop()
+
+
+@pytest.fixture
 def connect(proxy):
     """connect(user, password=<the user's>, **kw): PyMySQL through the main
     proxy; connections are closed at the end of the test."""
@@ -134,3 +151,15 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call" and report.failed:
         for p in Proxy.running:
             report.sections.append(("myroute stderr (%s, last lines)" % p.name, p.log_tail(25)))
+
+
+@pytest.fixture
+def held():
+    """Client connections a test keeps open; closed at its end."""
+    conns = []
+    yield conns
+    for c in conns:
+        try:
+            c.close()
+        except Exception:
+            pass

@@ -17,7 +17,7 @@ import pytest
 from harness import protocol as p
 from harness import util
 from harness.accounts import USERS
-from harness.avail_servers import HEALTH_PASSWORD, HEALTH_USER, OwnCluster, connect_from
+from harness.avail_servers import HEALTH_PASSWORD, HEALTH_USER, connect_from, own_servers_fixtures
 from harness.avail_tools import (LimitedProxy, LogWatcher, access_records, cpu_seconds,
                                  down_line, dropped_handshake, nofile_limits, open_fds,
                                  port_of, runnable_seconds, up_line, wait_access_record)
@@ -29,27 +29,11 @@ SOURCE = "127.0.0.2"
 
 # --- fixtures and helpers ---------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def own_cluster():
-    # s1-s3 as the shared cluster's servers are; s4 with name resolution
-    # (so a host cache and host blocking) and max_connect_errors=2.
-    c = OwnCluster([{}, {}, {}, dict(name_resolve=True, max_connect_errors=2,
-                                     performance_schema=True)]).start()
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-@pytest.fixture
-def own(own_cluster):
-    """This module's own servers for tests that kill, freeze or reconfigure
-    them; restored after the test, pass or fail."""
-    own_cluster.restore()
-    try:
-        yield own_cluster
-    finally:
-        own_cluster.restore()
+# s1-s3 as the shared cluster's servers are; s4 with name resolution (so a
+# host cache and host blocking) and max_connect_errors=2.
+own_cluster, own = own_servers_fixtures(
+    [{}, {}, {}, dict(name_resolve=True, max_connect_errors=2, performance_schema=True)],
+    prefix="myroute-e2e-avail-")
 
 
 def login(px, user, **kw):

@@ -32,20 +32,23 @@ class Instance(MariaDB):
     does); True leaves name resolution (and so the host cache and host
     blocking) on.  max_connect_errors: the server's limit before it blocks a
     host.  performance_schema: turn it on (for performance_schema.host_cache).
+    extra_args: more mariadbd options, appended to the command line (e.g.
+    "--proxy-protocol-networks=127.0.0.1").
     """
 
     def __init__(self, name, basedir, datadir, port, as_root, name_resolve=False,
-                 max_connect_errors=100000, performance_schema=False):
+                 max_connect_errors=100000, performance_schema=False, extra_args=()):
         super().__init__(name, basedir, datadir, port, as_root)
         self.name_resolve = name_resolve
         self.max_connect_errors = max_connect_errors
         self.performance_schema = performance_schema
+        self.extra_args = list(extra_args)
         self.frozen = False
 
     def args(self):
         return super().args(name_resolve=self.name_resolve,
                             max_connect_errors=self.max_connect_errors,
-                            performance_schema=self.performance_schema)
+                            performance_schema=self.performance_schema) + self.extra_args
 
     def start(self):
         self.frozen = False
@@ -124,7 +127,8 @@ class Instance(MariaDB):
 
 class OwnCluster:
     """Servers for destructive tests; `specs` is a list of dicts of Instance
-    options (name_resolve, max_connect_errors, performance_schema), one per
+    options (name_resolve, max_connect_errors, performance_schema,
+    extra_args), one per
     server, or an int (that many plain servers)."""
 
     def __init__(self, specs, prefix="myroute-e2e-avail-"):
@@ -202,3 +206,29 @@ def connect_from(source, host, port, user, password, **kw):
     kw.setdefault("connect_timeout", 10)
     return pymysql.connect(host=host, port=port, user=user, password=password,
                            bind_address=source, ssl_disabled=True, **kw)
+
+
+def own_servers_fixtures(specs, prefix):
+    """A test module's own servers, for tests that kill, freeze or
+    reconfigure them: returns the fixtures `own_cluster` (started once per
+    module) and `own` (the same servers, restored before and after each
+    test, pass or fail). Assign both at module level."""
+    import pytest
+
+    @pytest.fixture(scope="module", name="own_cluster")
+    def own_cluster_fixture():
+        c = OwnCluster(specs, prefix=prefix).start()
+        try:
+            yield c
+        finally:
+            c.stop()
+
+    @pytest.fixture(name="own")
+    def own_fixture(own_cluster):
+        own_cluster.restore()
+        try:
+            yield own_cluster
+        finally:
+            own_cluster.restore()
+
+    return own_cluster_fixture, own_fixture

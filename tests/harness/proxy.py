@@ -60,6 +60,9 @@ class Proxy:
         self.config_path = os.path.join(workdir, name + ".conf")
         self.log_path = os.path.join(workdir, name + ".stderr")
         self.env = env or {}
+        # Variables removed from the proxy's environment (after the defaults
+        # above are applied), e.g. ("RUST_LOG",) to let log_level decide.
+        self.unset_env = ()
         self.proc = None
         self._log_file = None
 
@@ -83,6 +86,8 @@ class Proxy:
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         env.update(self.env)
+        for k in self.unset_env:
+            env.pop(k, None)
         self._log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen([binary, "-c", self.config_path], stdin=subprocess.DEVNULL,
                                      stdout=self._log_file, stderr=self._log_file, env=env,
