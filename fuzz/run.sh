@@ -36,8 +36,13 @@ declare -A max_len=(
     [backend_greeting]=512
     [config]=2048
     [pair_script]=4096
+    [proxy_header]=640
+    [admin_session]=4096
+    [http_request]=2048
+    [tracker]=4096
 )
-all=(packet_framing client_hello auth_switch backend_greeting config pair_script)
+all=(packet_framing client_hello auth_switch backend_greeting config pair_script
+    proxy_header admin_session http_request tracker)
 
 if [ "$#" -gt 0 ]; then
     targets=("$@")

@@ -32,6 +32,7 @@ use myroute::pair::{Ctx, Event, Pair, Side};
 use myroute::pool::{BackendInfo, Pools};
 use myroute::ring::BufPool;
 use myroute::scramble::{self, Secret};
+use myroute::stats::Stats;
 use myroute::wire::{put_lenenc_bytes, put_packet};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -225,6 +226,7 @@ struct World {
     /// The last salt the pair was given (greeting or AuthSwitchRequest).
     last_salt: [u8; 20],
     warnings: RateLimit,
+    stats: Stats,
 }
 
 impl World {
@@ -238,6 +240,7 @@ impl World {
             salt_n,
             last_salt,
             warnings,
+            stats,
         } = self;
         let mut salt = || {
             *salt_n = salt_n.wrapping_add(1);
@@ -255,6 +258,7 @@ impl World {
             salt: &mut salt,
             decoy,
             login_warnings: warnings,
+            stats,
         };
         f(&mut ctx)
     }
@@ -747,8 +751,17 @@ fuzz_target!(|data: &[u8]| {
         salt_n: u32::from(setup),
         last_salt: [0; 20],
         warnings: RateLimit::new(Duration::from_secs(1), 10),
+        stats: Stats::new(Instant::now()),
     };
-    let pair = w.with(|ctx| Pair::new(1, "127.0.0.1:40000".parse().unwrap(), ctx));
+    let pair = w.with(|ctx| {
+        Pair::new(
+            1,
+            "127.0.0.1:40000".parse().unwrap(),
+            "127.0.0.1:3306".parse().unwrap(),
+            false,
+            ctx,
+        )
+    });
     let mut d = Driver {
         w,
         pair,
