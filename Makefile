@@ -50,7 +50,7 @@ install: release
 	install -D -m 0644 man/myroute.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/myroute.conf.5
 	install -D -m 0644 myroute.conf.example $(DESTDIR)$(PREFIX)/share/doc/myroute/myroute.conf.example
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
-	sed 's|/usr/bin/myroute|$(PREFIX)/bin/myroute|g' dist/myroute.service \
+	sed 's|/usr/local/bin/myroute|$(PREFIX)/bin/myroute|g' dist/myroute.service \
 		> $(DESTDIR)$(PREFIX)/lib/systemd/system/myroute.service
 	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/myroute.service
 
