@@ -145,6 +145,9 @@ pub struct Proxy {
     admin_listener: Option<TcpListener>,
     metrics_listener: Option<TcpListener>,
     aux: Vec<Option<Aux>>,
+    /// Accepting on the admin and metrics ports failed (out of
+    /// descriptors): try again at this instant.
+    aux_accept_retry: Option<Instant>,
     signals: Option<sys::Signals>,
     /// The file reload rereads.
     config_path: Option<String>,
@@ -258,6 +261,7 @@ impl Proxy {
             admin_listener,
             metrics_listener,
             aux: Vec::new(),
+            aux_accept_retry: None,
             signals: None,
             config_path: None,
             apply_log_level: false,
@@ -442,6 +446,7 @@ impl Proxy {
             Some(self.next_checks),
             self.login_warnings.flush_at(),
             self.shutdown.as_ref().map(|s| s.next_scan),
+            self.aux_accept_retry,
         ];
         let check_deadlines = self.checks.iter().flatten().map(|c| c.deadline);
         let aux_deadlines = self.aux.iter().flatten().filter_map(|a| a.deadline);

@@ -268,6 +268,12 @@ fn run(cfg: config::Config, path: String, apply_log_level: bool) -> ExitCode {
     let (admin, metrics) = proxy.aux_addrs();
     if let Some(a) = admin {
         log::info!("admin console on {a}");
+        if !a.ip().is_loopback() {
+            log::warn!(
+                "the admin console listens on {a}, not a loopback address: it can KILL \
+                 clients and SHUTDOWN the proxy, so keep it behind a firewall"
+            );
+        }
     }
     if let Some(m) = metrics {
         log::info!("metrics on http://{m}/metrics and /ready");

@@ -24,11 +24,12 @@ impl Proxy {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
-                    // Out of descriptors: the admin port must not spin; the
-                    // connection waits in the backlog until the next event.
+                    // Out of descriptors: no spinning, and no new event will
+                    // come for what waits in the backlog, so retry on a timer.
                     if self.resource_warnings.allow(now) {
                         warn!("accept on the admin or metrics port failed: {e}");
                     }
+                    self.aux_accept_retry = Some(now + ACCEPT_BACKOFF);
                     return;
                 }
             };
@@ -111,12 +112,15 @@ impl Proxy {
                         a.deadline = None;
                     } else if session.end() == Some(&admin::End::AccessDenied) {
                         self.stats.admin_logins_failed += 1;
-                        let user = session.attempted_user().unwrap_or_default();
-                        warn!(
-                            "admin console: failed login from {} user={}",
-                            a.peer.ip(),
-                            crate::access::printable(user)
-                        );
+                        // Bounded like the proxy's own failed logins.
+                        if self.login_warnings.allow(now) {
+                            let user = session.attempted_user().unwrap_or_default();
+                            warn!(
+                                "admin console: failed login from {} user={}",
+                                a.peer.ip(),
+                                crate::access::printable(user)
+                            );
+                        }
                     }
                 }
                 let st = write_all_available(&mut a.stream, &mut session.out);
@@ -143,8 +147,14 @@ impl Proxy {
         }
     }
 
-    /// Closes admin logins and HTTP requests that did not arrive in time.
+    /// Closes admin logins and HTTP requests that did not arrive in time,
+    /// and retries accepting after running out of descriptors.
     pub(super) fn expire_aux(&mut self, now: Instant) {
+        if self.aux_accept_retry.is_some_and(|t| now >= t) {
+            self.aux_accept_retry = None;
+            self.accept_aux(true, now);
+            self.accept_aux(false, now);
+        }
         for k in 0..self.aux.len() {
             let late = self.aux[k]
                 .as_ref()
