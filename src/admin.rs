@@ -72,11 +72,62 @@ pub enum Parsed {
     Command(Command),
     /// Any SET statement: acknowledged with OK, changes nothing.
     Set,
-    /// `select @@version_comment limit 1`, which the mariadb and mysql CLIs
-    /// send when they start.
-    VersionComment,
+    /// `select @@version_comment limit 1` (the mariadb and mysql CLIs send
+    /// it when they start) and the few other variables client libraries
+    /// read when they connect: one row, one column per variable.
+    Variables(Vec<Variable>),
     /// `select DATABASE(), USER() limit 1`: what the CLI's `status` asks.
     Whoami,
+}
+
+/// A server variable the console answers `SELECT @@name` for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variable {
+    VersionComment,
+    /// Read by the Rust `mysql` crate to size its packets.
+    MaxAllowedPacket,
+    /// Read by client libraries that prefer a Unix socket: empty, so they
+    /// stay on TCP.
+    Socket,
+}
+
+impl Variable {
+    fn parse(word: &str) -> Option<Variable> {
+        match word.to_ascii_lowercase().as_str() {
+            "@@version_comment" => Some(Variable::VersionComment),
+            "@@max_allowed_packet" => Some(Variable::MaxAllowedPacket),
+            "@@socket" => Some(Variable::Socket),
+            _ => None,
+        }
+    }
+
+    fn column(self) -> Column {
+        match self {
+            Variable::VersionComment => Column::text("@@version_comment"),
+            Variable::MaxAllowedPacket => Column::num("@@max_allowed_packet"),
+            Variable::Socket => Column::text("@@socket"),
+        }
+    }
+
+    fn value(self) -> String {
+        match self {
+            Variable::VersionComment => VERSION_COMMENT.to_string(),
+            Variable::MaxAllowedPacket => MAX_PACKET.to_string(),
+            Variable::Socket => String::new(),
+        }
+    }
+}
+
+/// `SELECT @@a, @@b [LIMIT 1]` (as words after SELECT, LIMIT 1 removed):
+/// the variables, if every one is known.
+fn variables(words: &[&str]) -> Option<Vec<Variable>> {
+    let words = match words {
+        [rest @ .., limit, "1"] if limit.eq_ignore_ascii_case("limit") => rest,
+        w => w,
+    };
+    let list = words.join(" ");
+    let vars: Option<Vec<Variable>> = list.split(',').map(|w| Variable::parse(w.trim())).collect();
+    vars.filter(|v| !v.is_empty())
 }
 
 /// One result-set column. Numeric columns are sent as LONGLONG, so drivers
@@ -242,11 +293,13 @@ pub fn parse_command(sql: &[u8]) -> Result<Parsed, String> {
     let words: Vec<&str> = sql.split_ascii_whitespace().collect();
     let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
     let upper: Vec<&str> = upper.iter().map(String::as_str).collect();
+    if upper.first() == Some(&"SELECT") {
+        if let Some(vars) = variables(&words[1..]) {
+            return Ok(Parsed::Variables(vars));
+        }
+    }
     let command = match upper.as_slice() {
         ["SET", ..] => return Ok(Parsed::Set),
-        ["SELECT", "@@VERSION_COMMENT"] | ["SELECT", "@@VERSION_COMMENT", "LIMIT", "1"] => {
-            return Ok(Parsed::VersionComment)
-        }
         ["SELECT", "DATABASE(),", "USER()"] | ["SELECT", "DATABASE(),", "USER()", "LIMIT", "1"] => {
             return Ok(Parsed::Whoami)
         }
@@ -597,9 +650,9 @@ impl Session {
                     return Some(c);
                 }
                 Ok(Parsed::Set) => ok_packet(&mut self.out, 1, 0x00, ""),
-                Ok(Parsed::VersionComment) => {
-                    let mut t = Table::new(vec![Column::text("@@version_comment")]);
-                    t.rows.push(vec![Some(VERSION_COMMENT.to_string())]);
+                Ok(Parsed::Variables(vars)) => {
+                    let mut t = Table::new(vars.iter().map(|v| v.column()).collect());
+                    t.rows.push(vars.iter().map(|v| Some(v.value())).collect());
                     self.result_set(&t);
                 }
                 Ok(Parsed::Whoami) => {
@@ -1155,12 +1208,22 @@ mod tests {
             ("SET NAMES utf8mb4", Parsed::Set),
             ("set autocommit=0", Parsed::Set),
             ("SET", Parsed::Set),
-            ("select @@version_comment limit 1", Parsed::VersionComment),
+            (
+                "select @@version_comment limit 1",
+                Parsed::Variables(vec![Variable::VersionComment]),
+            ),
             ("select DATABASE(), USER() limit 1", Parsed::Whoami),
-            ("SELECT @@VERSION_COMMENT", Parsed::VersionComment),
+            (
+                "SELECT @@VERSION_COMMENT",
+                Parsed::Variables(vec![Variable::VersionComment]),
+            ),
             (
                 "Select  @@version_comment  Limit 1;",
-                Parsed::VersionComment,
+                Parsed::Variables(vec![Variable::VersionComment]),
+            ),
+            (
+                "SELECT @@max_allowed_packet,@@socket",
+                Parsed::Variables(vec![Variable::MaxAllowedPacket, Variable::Socket]),
             ),
         ];
         for (sql, want) in cases {

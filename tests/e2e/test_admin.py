@@ -17,7 +17,7 @@ from harness import util
 from harness.accounts import USERS
 from harness.avail_servers import HEALTH_PASSWORD, HEALTH_USER, own_servers_fixtures
 from harness.avail_tools import port_of
-from harness.clients import connector_connect, pymysql_connect, scalar
+from harness.clients import connector_connect, pymysql_connect, rust_client, scalar
 from harness.ops import (ADMIN_COMMANDS, ADMIN_PASSWORD, ADMIN_USER, CLIENT_COLUMNS, GONE,
                          POOL_COLUMNS, SERVER_COLUMNS, STAT_NAMES, cli_error, client_addr,
                          columns_of, conn_error_code, interactive_cli, parse_batch)
@@ -551,6 +551,18 @@ def test_connect_time_commands(make_ops_proxy, cluster):
         assert len(rows) == 1 and "myroute" in str(rows[0][0]), rows
     finally:
         conn.close()
+
+
+def test_the_rust_client_reads_the_console(make_ops_proxy, cluster):
+    # The mysql crate reads @@max_allowed_packet and @@socket before the
+    # first query; the console answers both.
+    px = make_ops_proxy("rust", settings(cluster))
+    res = rust_client(px.host, px.admin_port, ADMIN_USER, ADMIN_PASSWORD,
+                      ["query=SHOW VERSION", "query=SHOW POOLS"])
+    assert res.returncode == 0, res.stderr
+    assert len(res.rows(0)) == 1 and res.rows(0)[0][0].startswith("myroute "), res.stdout
+    pools = {r[0] for r in res.rows(1)}
+    assert pools == {"primary", "replicas"}, res.stdout
 
 
 def test_a_client_starting_with_another_plugin_is_switched(make_ops_proxy, cluster):
