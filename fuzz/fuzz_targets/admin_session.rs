@@ -101,23 +101,11 @@ fn token(salt: &[u8]) -> [u8; SALT_LEN] {
     scramble::token_for(salt, &scramble::stage1_of(PW))
 }
 
-/// Reads the fuzzer's bytes.
-struct Input<'a>(&'a [u8]);
+#[path = "common/input.rs"]
+mod input;
+use input::Input;
 
 impl Input<'_> {
-    fn u8(&mut self) -> Option<u8> {
-        let (&b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(b)
-    }
-
-    fn bytes(&mut self, n: usize) -> &[u8] {
-        let n = n.min(self.0.len());
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        head
-    }
-
     /// A short string, or (length byte 0xFF) a long one of two-byte
     /// characters, so the session's truncations meet a char boundary.
     fn text(&mut self) -> String {

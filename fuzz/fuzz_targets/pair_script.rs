@@ -111,24 +111,9 @@ fn frame(seq: u8, payload: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Reads the script.
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn u8(&mut self) -> Option<u8> {
-        let (&b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(b)
-    }
-
-    /// Up to `n` bytes (fewer at the end of the input).
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let n = n.min(self.0.len());
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        head.to_vec()
-    }
-}
+#[path = "common/input.rs"]
+mod input;
+use input::Input;
 
 /// One step of a script.
 #[derive(Debug)]
@@ -178,11 +163,11 @@ impl Op {
         Some(match inp.u8()? % 18 {
             0 => {
                 let n = usize::from(inp.u8()?);
-                Op::ClientRaw(inp.bytes(n))
+                Op::ClientRaw(inp.bytes(n).to_vec())
             }
             1 => {
                 let n = usize::from(inp.u8()?);
-                Op::BackendRaw(inp.bytes(n))
+                Op::BackendRaw(inp.bytes(n).to_vec())
             }
             2 => Op::ClientLogin(inp.u8()?, inp.u8()?, inp.u8().unwrap_or(0)),
             3 => Op::ClientSwitchAnswer(inp.u8()?, inp.u8().unwrap_or(3)),
@@ -199,7 +184,7 @@ impl Op {
             14 => {
                 let cmd = inp.u8()?;
                 let n = usize::from(inp.u8().unwrap_or(0));
-                Op::ClientCommand(cmd, inp.bytes(n))
+                Op::ClientCommand(cmd, inp.bytes(n).to_vec())
             }
             15 => Op::BackendOther(inp.u8()?, inp.u8().unwrap_or(2)),
             16 => Op::NoBackendSocket,

@@ -47,23 +47,9 @@ struct Segment {
     commands: Vec<u8>,
 }
 
-/// Reads the script.
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn u8(&mut self) -> Option<u8> {
-        let (&b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(b)
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let n = n.min(self.0.len());
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        head.to_vec()
-    }
-}
+#[path = "common/input.rs"]
+mod input;
+use input::Input;
 
 /// Builds the backend stream, numbering packets.
 struct Builder {
@@ -189,7 +175,7 @@ fn op(inp: &mut Input, b: &mut Builder) -> Option<()> {
         // Raw backend bytes.
         2 => {
             let bytes = inp.bytes(usize::from(arg));
-            b.raw(bytes);
+            b.raw(bytes.to_vec());
         }
         // A packet with a fuzzer-chosen payload.
         3 => {
