@@ -688,18 +688,27 @@ impl Proxy {
                 continue;
             }
             conn.armed = None;
-            let mut salt = fresh_salt;
-            let mut ctx = ctx!(self, now, salt);
-            let timed_out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                conn.pair.handle(Event::Timeout, &mut ctx);
-            }));
-            if timed_out.is_err() {
-                error!("conn key={key}: internal error at its deadline; closing it");
-                self.close(key, EndReason::ProtocolError("internal error"), now);
-                continue;
-            }
-            self.drive_guarded(key, now);
+            self.deliver(key, Event::Timeout, now);
         }
+    }
+
+    /// Tells pair `key` of something that did not come from its sockets (a
+    /// deadline, KILL, a shutdown), then serves it; a panic ends only it.
+    fn deliver(&mut self, key: usize, ev: Event, now: Instant) {
+        let Some(Some(conn)) = self.slab.get_mut(key) else {
+            return;
+        };
+        let mut salt = fresh_salt;
+        let mut ctx = ctx!(self, now, salt);
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            conn.pair.handle(ev, &mut ctx);
+        }));
+        if handled.is_err() {
+            error!("conn key={key}: internal error handling an event; closing it");
+            self.close(key, EndReason::ProtocolError("internal error"), now);
+            return;
+        }
+        self.drive_guarded(key, now);
     }
 
     // ----- closing -----

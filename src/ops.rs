@@ -88,16 +88,13 @@ impl Proxy {
         }
         let done = match &mut a.kind {
             AuxKind::Admin(session) => {
-                let auth = self
-                    .cfg
-                    .admin
-                    .as_ref()
-                    .map(|c| (c.user.clone(), c.stage2.clone()));
                 let was_in = session.user().is_some();
                 loop {
-                    let auth = auth.as_ref().map(|(user, stage2)| AdminAuth {
-                        user: user.as_str(),
-                        stage2,
+                    // The account is borrowed only while feeding: running a
+                    // command needs the whole proxy.
+                    let auth = self.cfg.admin.as_ref().map(|c| AdminAuth {
+                        user: &c.user,
+                        stage2: &c.stage2,
                     });
                     let mut salt = fresh_salt;
                     let Some(cmd) = session.feed(&mut a.input, auth.as_ref(), &mut salt) else {
@@ -220,32 +217,8 @@ impl Proxy {
             Command::ShowConfig => Reply::Table(report::config(&self.cfg)),
             Command::ShowVersion => Reply::Table(report::version()),
             Command::ShowHelp => Reply::Table(admin::help_table()),
-            Command::Drain(addr) | Command::Enable(addr) if self.find_server(&addr).is_none() => {
-                let msg = format!("no server {addr} (name it by the address SHOW SERVERS shows)");
-                error_reply(1105, "HY000", msg)
-            }
-            Command::Drain(addr) => {
-                let i = self.find_server(&addr).unwrap_or_default();
-                let s = &mut self.pools.servers[i];
-                s.drained = true;
-                warn!(
-                    "server {} drained by {user} from {}: {} connections finish",
-                    s.addr,
-                    peer.ip(),
-                    s.active
-                );
-                Reply::Ok(format!(
-                    "server {} drained; its {} connections go on",
-                    s.addr, s.active
-                ))
-            }
-            Command::Enable(addr) => {
-                let i = self.find_server(&addr).unwrap_or_default();
-                let s = &mut self.pools.servers[i];
-                s.drained = false;
-                warn!("server {} enabled by {user} from {}", s.addr, peer.ip());
-                Reply::Ok(format!("server {} enabled", s.addr))
-            }
+            Command::Drain(addr) => self.set_drained(&addr, true, user, peer),
+            Command::Enable(addr) => self.set_drained(&addr, false, user, peer),
             Command::Kill(id) => {
                 let key = self
                     .slab
@@ -255,7 +228,7 @@ impl Proxy {
                     return error_reply(1094, "HY000", format!("Unknown thread id: {id}"));
                 };
                 info!("conn={id} killed by {user} from {}", peer.ip());
-                self.stop_pair(key, EndReason::Killed, now);
+                self.deliver(key, Event::Stop(EndReason::Killed), now);
                 Reply::Ok(String::new())
             }
             Command::Reload => match self.reload(now) {
@@ -274,27 +247,25 @@ impl Proxy {
         }
     }
 
-    /// The server an admin names, by the address SHOW SERVERS shows (no
-    /// name lookup: the loop must not wait on DNS).
-    fn find_server(&self, addr: &str) -> Option<usize> {
-        self.pools.find(addr.parse().ok()?)
-    }
-
-    /// Ends pair `key` now (see `Event::Stop`).
-    fn stop_pair(&mut self, key: usize, reason: EndReason, now: Instant) {
-        let Some(Some(conn)) = self.slab.get_mut(key) else {
-            return;
+    /// DRAIN SERVER / ENABLE SERVER. The server is named by the address
+    /// SHOW SERVERS shows: no name lookup, the loop must not wait on DNS.
+    fn set_drained(&mut self, addr: &str, drained: bool, user: &str, peer: SocketAddr) -> Reply {
+        let Some(i) = addr.parse().ok().and_then(|a| self.pools.find(a)) else {
+            let msg = format!("no server {addr} (name it by the address SHOW SERVERS shows)");
+            return error_reply(1105, "HY000", msg);
         };
-        let mut salt = fresh_salt;
-        let mut ctx = ctx!(self, now, salt);
-        let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            conn.pair.handle(Event::Stop(reason), &mut ctx);
-        }));
-        if stopped.is_err() {
-            self.close(key, EndReason::ProtocolError("internal error"), now);
-            return;
+        let s = &mut self.pools.servers[i];
+        s.drained = drained;
+        let (addr, active, who) = (s.addr, s.active, peer.ip());
+        if drained {
+            warn!("server {addr} drained by {user} from {who}: {active} connections finish");
+            Reply::Ok(format!(
+                "server {addr} drained; its {active} connections go on"
+            ))
+        } else {
+            warn!("server {addr} enabled by {user} from {who}");
+            Reply::Ok(format!("server {addr} enabled"))
         }
-        self.drive_guarded(key, now);
     }
 
     // ----- signals, reload, shutdown -----
@@ -443,11 +414,10 @@ impl Proxy {
             let Some(conn) = self.slab[key].as_ref() else {
                 continue;
             };
-            if cut && conn.pair.state_name() == "CLOSING" {
-                // Still flushing to a peer that does not read: time is up.
-                self.close(key, EndReason::Shutdown, now);
-            } else if cut || conn.pair.is_idle() || conn.pair.awaits_client_login() {
-                self.stop_pair(key, EndReason::Shutdown, now);
+            // At the deadline every pair is stopped, those still flushing
+            // to a peer that does not read included.
+            if cut || conn.pair.is_idle() || conn.pair.awaits_client_login() {
+                self.deliver(key, Event::Stop(EndReason::Shutdown), now);
             }
         }
         if cut && self.live > 0 {

@@ -117,6 +117,8 @@ struct Login {
     client_seq: u8,
     /// What went wrong with each server tried, for the final ERR and log.
     failures: Vec<String>,
+    /// When the client's token was checked (for the backend-login latency).
+    verified_at: Instant,
 }
 
 /// Something that happened to the pair, as the event loop saw it.
@@ -176,8 +178,6 @@ pub struct Pair {
     /// No client byte has been examined yet: a PROXY header may come.
     header_possible: bool,
     pub started: Instant,
-    /// When the client's token was verified (for the latency histograms).
-    verified_at: Option<Instant>,
     state: State,
     /// Client → backend bytes.
     pub up: Ring,
@@ -236,7 +236,6 @@ impl Pair {
             trusted,
             header_possible: true,
             started: ctx.now,
-            verified_at: None,
             state: State::AwaitingClientResponse { salt },
             up: Ring::default(),
             down: Ring::default(),
@@ -476,6 +475,12 @@ impl Pair {
                     flush: Side::Backend,
                 }
             }
+            // Stopped while flushing (KILL, shutdown_timeout): give up on
+            // what is still buffered.
+            (State::Closing { reason, flush }, Event::Stop(_)) => {
+                self.drop_buffers(ctx.bufs);
+                State::Closing { reason, flush }
+            }
             // Anything else while closing changes nothing: the end is decided.
             (s @ State::Closing { .. }, Event::Timeout) => self.on_timeout(s, ctx),
             (s @ State::Closing { .. }, _) => s,
@@ -637,6 +642,13 @@ impl Pair {
                 ..
             }
         )
+    }
+
+    /// Drops every byte still buffered either way, so a closing pair ends.
+    fn drop_buffers(&mut self, bufs: &mut BufPool) {
+        self.down.clear(bufs);
+        self.up.clear(bufs);
+        self.to_backend.clear();
     }
 
     /// Queues bytes for the client (myroute's own packets).
@@ -859,7 +871,6 @@ impl Pair {
         ctx.stats
             .handshake
             .observe(ctx.now.saturating_duration_since(self.started));
-        self.verified_at = Some(ctx.now);
         let pool = ctx.pools.of_config(user.pool);
         self.pool = Some(pool);
         let login = Box::new(Login {
@@ -870,6 +881,7 @@ impl Pair {
             server: 0,
             client_seq: next_seq,
             failures: Vec::new(),
+            verified_at: ctx.now,
         });
         self.next_backend(login, ctx)
     }
@@ -1051,11 +1063,9 @@ impl Pair {
                 ctx.pools.record_success(login.server);
                 self.tracker = Tracker::new(login.hello.capabilities);
                 ctx.stats.logins_ok += 1;
-                if let Some(t) = self.verified_at {
-                    ctx.stats
-                        .backend_login
-                        .observe(ctx.now.saturating_duration_since(t));
-                }
+                ctx.stats
+                    .backend_login
+                    .observe(ctx.now.saturating_duration_since(login.verified_at));
                 if let Some(p) = self.pool {
                     ctx.pools.pools[p].clients_total += 1;
                 }
@@ -1153,9 +1163,7 @@ impl Pair {
             let idle = self.idle_timeout.map(|d| self.last_active + d);
             if idle.is_some_and(|t| ctx.now >= t) {
                 // The side being flushed stopped taking bytes: give up on them.
-                self.down.clear(ctx.bufs);
-                self.up.clear(ctx.bufs);
-                self.to_backend.clear();
+                self.drop_buffers(ctx.bufs);
             }
             return State::Closing { reason, flush };
         }
@@ -1463,6 +1471,29 @@ user.nopw.pool = primary
         p
     }
 
+    /// A greeted pair that has sent `user`'s right password.
+    fn sent_login(w: &mut World, user: &[u8]) -> Pair {
+        let (mut p, salt) = greeted(w);
+        from_client(
+            w,
+            &mut p,
+            1,
+            &response(user, &client_token(PW, &salt), None, NATIVE),
+        );
+        p
+    }
+
+    /// The client logs in with a caching_sha2_password token, as MySQL 8
+    /// clients start.
+    fn start_with_sha2(w: &mut World, p: &mut Pair) {
+        from_client(
+            w,
+            p,
+            1,
+            &response(b"app_rw", &[1; 32], None, b"caching_sha2_password"),
+        );
+    }
+
     /// A new pair; returns it with the salt from its greeting.
     fn greeted(w: &mut World) -> (Pair, Vec<u8>) {
         let mut p = w.with(|ctx| Pair::new(7, peer(), local(), false, ctx));
@@ -1486,13 +1517,7 @@ user.nopw.pool = primary
 
     /// A pair logged in as `user` and waiting for the backend's auth reply.
     fn awaiting_backend_auth(w: &mut World, user: &[u8]) -> Pair {
-        let (mut p, salt) = greeted(w);
-        from_client(
-            w,
-            &mut p,
-            1,
-            &response(user, &client_token(PW, &salt), None, NATIVE),
-        );
+        let mut p = sent_login(w, user);
         assert_eq!(p.state_name(), "CONNECTING");
         event(w, &mut p, Event::BackendConnected);
         from_backend(w, &mut p, 0, &backend_greeting(&[b'z'; 20]));
@@ -1627,13 +1652,7 @@ user.nopw.pool = primary
     fn user_names_match_exactly() {
         let mut w = World::new();
         for user in [&b"APP_RW"[..], b"app_rw ", b"app_r"] {
-            let (mut p, salt) = greeted(&mut w);
-            from_client(
-                &mut w,
-                &mut p,
-                1,
-                &response(user, &client_token(PW, &salt), None, NATIVE),
-            );
+            let mut p = sent_login(&mut w, user);
             assert_eq!(err_code(&client_packets(&mut p)[0].1).0, 1045, "{user:?}");
         }
     }
@@ -1700,12 +1719,7 @@ user.nopw.pool = primary
     fn other_plugin_gets_auth_switch_with_a_fresh_salt() {
         let mut w = World::new();
         let (mut p, salt) = greeted(&mut w);
-        from_client(
-            &mut w,
-            &mut p,
-            1,
-            &response(b"app_rw", &[1; 32], None, b"caching_sha2_password"),
-        );
+        start_with_sha2(&mut w, &mut p);
         let pkts = client_packets(&mut p);
         assert_eq!(pkts[0].0, 2);
         let (plugin, new_salt) = handshake::parse_auth_switch(&pkts[0].1).unwrap();
@@ -1716,12 +1730,7 @@ user.nopw.pool = primary
         );
         // A token for the greeting's salt no longer works...
         let (mut q, salt_q) = greeted(&mut w);
-        from_client(
-            &mut w,
-            &mut q,
-            1,
-            &response(b"app_rw", &[1; 32], None, b"caching_sha2_password"),
-        );
+        start_with_sha2(&mut w, &mut q);
         from_client(&mut w, &mut q, 3, &client_token(PW, &salt_q));
         let pkts = client_packets(&mut q);
         assert_eq!(pkts.last().unwrap().0, 4);
@@ -1744,12 +1753,7 @@ user.nopw.pool = primary
     fn auth_switch_answer_of_the_wrong_length_is_access_denied() {
         let mut w = World::new();
         let (mut p, _) = greeted(&mut w);
-        from_client(
-            &mut w,
-            &mut p,
-            1,
-            &response(b"app_rw", &[1; 32], None, b"caching_sha2_password"),
-        );
+        start_with_sha2(&mut w, &mut p);
         client_packets(&mut p);
         from_client(&mut w, &mut p, 3, &[7; 19]);
         assert_eq!(err_code(&client_packets(&mut p)[0].1).0, 1045);
@@ -1760,13 +1764,7 @@ user.nopw.pool = primary
     #[test]
     fn failed_servers_are_skipped_until_none_is_left() {
         let mut w = World::new();
-        let (mut p, salt) = greeted(&mut w);
-        from_client(
-            &mut w,
-            &mut p,
-            1,
-            &response(b"app_ro", &client_token(PW, &salt), None, NATIVE),
-        );
+        let mut p = sent_login(&mut w, b"app_ro");
         let (a1, s1) = p.backend().unwrap();
         event(
             &mut w,
@@ -1796,13 +1794,7 @@ user.nopw.pool = primary
     #[test]
     fn a_backend_refusing_before_greeting_is_skipped() {
         let mut w = World::new();
-        let (mut p, salt) = greeted(&mut w);
-        from_client(
-            &mut w,
-            &mut p,
-            1,
-            &response(b"app_ro", &client_token(PW, &salt), None, NATIVE),
-        );
+        let mut p = sent_login(&mut w, b"app_ro");
         let first = p.backend().unwrap();
         event(&mut w, &mut p, Event::BackendConnected);
         let blocked = crate::errors::err_packet(0, 1129, "HY000", "Host is blocked");
@@ -1815,13 +1807,7 @@ user.nopw.pool = primary
     #[test]
     fn a_backend_without_a_negotiated_capability_is_skipped() {
         let mut w = World::new();
-        let (mut p, salt) = greeted(&mut w);
-        from_client(
-            &mut w,
-            &mut p,
-            1,
-            &response(b"app_rw", &client_token(PW, &salt), None, NATIVE),
-        );
+        let mut p = sent_login(&mut w, b"app_rw");
         event(&mut w, &mut p, Event::BackendConnected);
         let g = handshake::build_greeting(
             "5.7.0",
@@ -2079,13 +2065,7 @@ user.nopw.pool = primary
     fn a_pool_with_proxy_protocol_opens_with_the_clients_address() {
         let mut w = World::new();
         w.pools.pools[0].proxy_protocol = ProxyProtocol::V1;
-        let (mut p, salt) = greeted(&mut w);
-        from_client(
-            &mut w,
-            &mut p,
-            1,
-            &response(b"app_rw", &client_token(PW, &salt), None, NATIVE),
-        );
+        let mut p = sent_login(&mut w, b"app_rw");
         event(&mut w, &mut p, Event::BackendConnected);
         let want = b"PROXY TCP4 127.0.0.1 127.0.0.1 40000 3306\r\n";
         assert_eq!(&p.to_backend[..], &want[..]);
