@@ -33,7 +33,7 @@
 use crate::errors::{err_packet, Refusal};
 use crate::handshake::{self, caps, ClientHello, Response, NATIVE, STATUS_AUTOCOMMIT};
 use crate::scramble::{self, Secret, LEN as SALT_LEN};
-use crate::wire::{put_lenenc_bytes, put_lenenc_int, put_packet, HEADER_LEN};
+use crate::wire::{self, put_lenenc_bytes, put_lenenc_int, put_packet, HEADER_LEN};
 use std::net::IpAddr;
 
 /// The admin account, as the current configuration has it: `admin.user`
@@ -465,7 +465,7 @@ impl Session {
             ) {
                 break None;
             }
-            let Some((len, seq)) = header(input) else {
+            let Some((len, seq)) = wire::header_of(input) else {
                 break None;
             };
             if len > MAX_PACKET {
@@ -758,18 +758,6 @@ impl Session {
     }
 }
 
-/// `(payload_length, sequence_id)` of the first packet in `input`, once its
-/// header is there.
-fn header(input: &[u8]) -> Option<(usize, u8)> {
-    match input {
-        [a, b, c, seq, ..] => Some((
-            usize::from(*a) | usize::from(*b) << 8 | usize::from(*c) << 16,
-            *seq,
-        )),
-        _ => None,
-    }
-}
-
 /// Zeroes the first `n` bytes of `input` (they may hold a token), then
 /// removes them.
 fn wipe(input: &mut Vec<u8>, n: usize) {
@@ -904,9 +892,8 @@ mod tests {
         let mut r = Reader::new(out);
         let mut v = Vec::new();
         while r.remaining() > 0 {
-            let h = r.bytes(4).unwrap();
-            let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
-            v.push((h[3], r.bytes(len).unwrap().to_vec()));
+            let (len, seq) = wire::header_of(r.bytes(4).unwrap()).unwrap();
+            v.push((seq, r.bytes(len).unwrap().to_vec()));
         }
         out.clear();
         v

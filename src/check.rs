@@ -16,7 +16,7 @@ use crate::errors::parse_err;
 use crate::handshake::{self, caps, NATIVE};
 use crate::pool::BackendInfo;
 use crate::scramble;
-use crate::wire::{put_packet, Reader, HEADER_LEN};
+use crate::wire::{self, put_packet, Reader, HEADER_LEN};
 
 /// The user a check without `health.user` logs in as (and is refused).
 pub const ANONYMOUS_USER: &[u8] = b"myroute";
@@ -88,12 +88,7 @@ impl Check {
     }
 
     fn take_packet(&mut self) -> Option<(u8, Vec<u8>)> {
-        if self.input.len() < HEADER_LEN {
-            return None;
-        }
-        let h = &self.input[..HEADER_LEN];
-        let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
-        let seq = h[3];
+        let (len, seq) = wire::header_of(&self.input)?;
         if self.input.len() < HEADER_LEN + len {
             return None;
         }

@@ -97,6 +97,19 @@ pub enum Role {
     Any,
 }
 
+impl Role {
+    const ALL: [Role; 3] = [Role::Primary, Role::Replica, Role::Any];
+
+    /// As the file and the console spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+            Role::Any => "any",
+        }
+    }
+}
+
 /// One server of a pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConf {
@@ -112,6 +125,19 @@ pub enum ProxyProtocol {
     None,
     V1,
     V2,
+}
+
+impl ProxyProtocol {
+    const ALL: [ProxyProtocol; 3] = [ProxyProtocol::None, ProxyProtocol::V1, ProxyProtocol::V2];
+
+    /// As the file and the console spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyProtocol::None => "none",
+            ProxyProtocol::V1 => "v1",
+            ProxyProtocol::V2 => "v2",
+        }
+    }
 }
 
 /// A pool of backend servers.
@@ -532,16 +558,12 @@ pub fn parse(text: &str) -> Result<Config, Error> {
         match e.key {
             "pool.NAME.role" => {
                 let idx = pool_index(e, &e.name)?;
-                let role = match e.value.as_str() {
-                    "primary" => Role::Primary,
-                    "replica" => Role::Replica,
-                    "any" => Role::Any,
-                    v => {
-                        return err(
-                            e.line,
-                            format!("role '{v}': expected primary, replica or any"),
-                        )
-                    }
+                let Some(role) = Role::ALL.into_iter().find(|r| r.name() == e.value) else {
+                    let v = &e.value;
+                    return err(
+                        e.line,
+                        format!("role '{v}': expected primary, replica or any"),
+                    );
                 };
                 if role != Role::Any && cfg.health.user.is_none() {
                     return err(e.line, "a pool role needs health.user: only a check that logs in can read @@read_only");
@@ -561,16 +583,12 @@ pub fn parse(text: &str) -> Result<Config, Error> {
             }
             "pool.NAME.proxy_protocol" => {
                 let idx = pool_index(e, &e.name)?;
-                let pp = match e.value.as_str() {
-                    "none" => ProxyProtocol::None,
-                    "v1" => ProxyProtocol::V1,
-                    "v2" => ProxyProtocol::V2,
-                    v => {
-                        return err(
-                            e.line,
-                            format!("proxy_protocol '{v}': expected none, v1 or v2"),
-                        )
-                    }
+                let Some(pp) = ProxyProtocol::ALL.into_iter().find(|p| p.name() == e.value) else {
+                    let v = &e.value;
+                    return err(
+                        e.line,
+                        format!("proxy_protocol '{v}': expected none, v1 or v2"),
+                    );
                 };
                 protocols.push((idx, pp));
             }

@@ -203,7 +203,6 @@ impl Proxy {
             pools: &self.pools,
             stats: &self.stats,
             pairs: self.slab.iter().flatten().map(|c| &c.pair).collect(),
-            live: self.live,
         }
     }
 

@@ -1396,9 +1396,8 @@ user.nopw.pool = primary
         let mut out = Vec::new();
         let mut r = Reader::new(&p.to_backend);
         while r.remaining() >= 4 {
-            let h = r.bytes(4).unwrap();
-            let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
-            out.push((h[3], r.bytes(len).unwrap().to_vec()));
+            let (len, seq) = wire::header_of(r.bytes(4).unwrap()).unwrap();
+            out.push((seq, r.bytes(len).unwrap().to_vec()));
         }
         p.to_backend.clear();
         out

@@ -64,6 +64,14 @@ pub struct Server {
     pub failures_total: u64,
 }
 
+impl Server {
+    /// Takes no new connections while its open ones finish: drained by the
+    /// console, or in no pool since a reload.
+    pub fn draining(&self) -> bool {
+        self.drained || !self.in_pool
+    }
+}
+
 /// A server's place in a pool.
 #[derive(Debug, Clone, Copy)]
 pub struct Member {
@@ -204,8 +212,7 @@ impl Pools {
             Role::Primary => h.read_only != Some(true),
             Role::Replica => h.read_only != Some(false),
         };
-        let s = &self.servers[server];
-        !h.down && !s.drained && s.in_pool && fits
+        !h.down && !self.servers[server].draining() && fits
     }
 
     /// True when some server of `pool` (or of its fallbacks) is usable.

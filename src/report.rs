@@ -3,7 +3,7 @@
 
 use crate::access::EndReason;
 use crate::admin::{Column, Table};
-use crate::config::{Config, ProxyProtocol, Role, KEYS};
+use crate::config::{Config, KEYS};
 use crate::exposition::{Exposition, Kind};
 use crate::pair::Pair;
 use crate::pool::Pools;
@@ -17,21 +17,12 @@ pub struct View<'a> {
     pub pools: &'a Pools,
     pub stats: &'a Stats,
     pub pairs: Vec<&'a Pair>,
-    pub live: usize,
-}
-
-fn role_name(r: Role) -> &'static str {
-    match r {
-        Role::Primary => "primary",
-        Role::Replica => "replica",
-        Role::Any => "any",
-    }
 }
 
 /// A server's state as SHOW SERVERS and the docs name it.
 fn server_state(v: &View, server: usize) -> &'static str {
     let s = &v.pools.servers[server];
-    if s.drained || !s.in_pool {
+    if s.draining() {
         "drain"
     } else if s.health.down {
         "down"
@@ -130,7 +121,7 @@ pub fn pools(v: &View) -> Table {
             .sum();
         rows.push(vec![
             Some(p.name.clone()),
-            Some(role_name(p.role).to_string()),
+            Some(p.role.name().to_string()),
             p.fallback.map(|f| v.pools.pools[f].name.clone()),
             Some(p.members.len().to_string()),
             Some(usable_members(v, i).to_string()),
@@ -199,7 +190,7 @@ pub fn stats(v: &View) -> Table {
             "uptime_seconds".into(),
             v.now.saturating_duration_since(s.started).as_secs(),
         ),
-        ("clients_active".into(), v.live as u64),
+        ("clients_active".into(), v.pairs.len() as u64),
         ("connections_accepted".into(), s.accepted),
         ("connections_refused".into(), s.refused),
         ("logins_ok".into(), s.logins_ok),
@@ -239,10 +230,7 @@ pub fn config(cfg: &Config) -> Table {
             "reuse_port" => Some(if cfg.reuse_port { "yes" } else { "no" }.into()),
             "connect_timeout" => dur(cfg.connect_timeout),
             "handshake_timeout" => dur(cfg.handshake_timeout),
-            "idle_timeout" => Some(
-                cfg.idle_timeout
-                    .map_or("0".into(), |d| format!("{}ms", d.as_millis())),
-            ),
+            "idle_timeout" => cfg.idle_timeout.map_or(Some("0".into()), dur),
             "source_address" => cfg.source_address.map(|a| a.to_string()),
             "health.interval" => dur(cfg.health.interval),
             "health.fall" => Some(cfg.health.fall.to_string()),
@@ -285,17 +273,12 @@ pub fn config(cfg: &Config) -> Table {
             .collect();
         let key = |k: &str| format!("pool.{}.{k}", p.name);
         rows.push((key("servers"), Some(servers.join(", "))));
-        rows.push((key("role"), Some(role_name(p.role).into())));
+        rows.push((key("role"), Some(p.role.name().into())));
         rows.push((
             key("fallback"),
             p.fallback.map(|f| cfg.pools[f].name.clone()),
         ));
-        let pp = match p.proxy_protocol {
-            ProxyProtocol::None => "none",
-            ProxyProtocol::V1 => "v1",
-            ProxyProtocol::V2 => "v2",
-        };
-        rows.push((key("proxy_protocol"), Some(pp.into())));
+        rows.push((key("proxy_protocol"), Some(p.proxy_protocol.name().into())));
     }
     for u in &cfg.users {
         let key = |k: &str| format!("user.{}.{k}", u.name);
@@ -368,7 +351,7 @@ pub fn metrics(v: View) -> String {
         "myroute_clients_active",
         Gauge,
         "Client connections open now.",
-        v.live as u64,
+        v.pairs.len() as u64,
     );
     single(
         &mut e,
@@ -433,7 +416,7 @@ pub fn metrics(v: View) -> String {
             "myroute_server_drained",
             Gauge,
             "1 if the server takes no new connections (DRAIN SERVER, or removed by a reload).",
-            |s| u64::from(s.drained || !s.in_pool),
+            |s| u64::from(s.draining()),
         ),
         (
             "myroute_server_active_connections",

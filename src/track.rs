@@ -22,7 +22,7 @@
 //! Packet framing ([`Tracker::at_boundary`]) keeps working in that mode.
 
 use crate::handshake::caps;
-use crate::wire::{Reader, HEADER_LEN, MAX_PAYLOAD};
+use crate::wire::{decode_header, Reader, HEADER_LEN, MAX_PAYLOAD};
 
 // Command bytes the tracker treats specially.
 const COM_QUIT: u8 = 0x01;
@@ -203,8 +203,7 @@ impl Tracker {
                 i += n;
                 if usize::from(self.have) == HEADER_LEN {
                     self.have = 0;
-                    let h = self.header;
-                    let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
+                    let (len, _) = decode_header(self.header);
                     let continuation = self.continued;
                     self.continued = len == MAX_PAYLOAD;
                     self.left = len;

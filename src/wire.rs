@@ -43,13 +43,21 @@ impl fmt::Display for Error {
 /// `(payload_length, sequence_id)`, or `None` until 4 bytes are buffered.
 pub fn peek_header(ring: &Ring) -> Option<(usize, u8)> {
     let mut h = [0u8; HEADER_LEN];
-    if ring.peek(0, &mut h) < HEADER_LEN {
-        return None;
-    }
-    Some((
-        usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16,
-        h[3],
-    ))
+    let n = ring.peek(0, &mut h);
+    header_of(&h[..n])
+}
+
+/// `(payload length, sequence id)` of a packet header: a 3-byte
+/// little-endian length, then the sequence id.
+pub fn decode_header(h: [u8; HEADER_LEN]) -> (usize, u8) {
+    let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
+    (len, h[3])
+}
+
+/// The header at the start of `bytes`, once its four bytes are there.
+pub fn header_of(bytes: &[u8]) -> Option<(usize, u8)> {
+    let h: [u8; HEADER_LEN] = bytes.get(..HEADER_LEN)?.try_into().ok()?;
+    Some(decode_header(h))
 }
 
 /// Takes one whole packet out of `ring` if it is entirely buffered.
@@ -236,12 +244,11 @@ impl Framer {
                 i += 1;
                 if usize::from(self.have) == HEADER_LEN {
                     self.have = 0;
-                    let h = self.header;
-                    let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
+                    let (len, seq) = decode_header(self.header);
                     // A command is a packet with sequence id 0 that does not
                     // continue a 16 MiB one; other packets (LOAD DATA LOCAL
                     // file contents, auth data, continuations) are opaque.
-                    self.want_command = h[3] == 0 && !self.continued && len > 0;
+                    self.want_command = seq == 0 && !self.continued && len > 0;
                     if len == 0 && !self.continued {
                         self.empty = self.empty.wrapping_add(1);
                     }
