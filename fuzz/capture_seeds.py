@@ -21,12 +21,11 @@ shapes do not.
 
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
@@ -36,81 +35,11 @@ import pymysql  # noqa: E402
 
 from harness import protocol as p  # noqa: E402
 from harness.accounts import USERS  # noqa: E402
+from harness.hostile_clients import Relay  # noqa: E402
 from harness.mariadb import Cluster  # noqa: E402
 from harness.proxy import Proxy, main_settings  # noqa: E402
 
 CORPUS = os.path.join(HERE, "corpus")
-
-
-class Relay:
-    """Forwards one TCP connection at a time to `upstream` and records each
-    packet (header included) in each direction, in order."""
-
-    def __init__(self, upstream_port, ssl_bait=False):
-        self.upstream_port = upstream_port
-        self.ssl_bait = ssl_bait  # set CLIENT_SSL in the greeting
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.port = self.listener.getsockname()[1]
-        self.packets = []  # ("c" | "s", bytes)
-        self.raw = {"c": b"", "s": b""}
-        self.lock = threading.Lock()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.upstream_port))
-            threading.Thread(target=self._pump, args=(client, server, "c"), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, "s"), daemon=True).start()
-
-    def _pump(self, src, dst, side):
-        buf = b""
-        first = True
-        while True:
-            try:
-                data = src.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                for s in (src, dst):
-                    try:
-                        s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-                return
-            buf += data
-            out = b""
-            while len(buf) >= 4:
-                n = buf[0] | buf[1] << 8 | buf[2] << 16
-                if len(buf) < 4 + n:
-                    break
-                pkt, buf = buf[:4 + n], buf[4 + n:]
-                if side == "s" and first and self.ssl_bait:
-                    pkt = set_ssl_flag(pkt)
-                first = False
-                with self.lock:
-                    self.packets.append((side, pkt))
-                    self.raw[side] += pkt
-                out += pkt
-            try:
-                dst.sendall(out)
-            except OSError:
-                return
-
-    def take(self):
-        with self.lock:
-            pk, self.packets = self.packets, []
-            raw, self.raw = self.raw, {"c": b"", "s": b""}
-        return pk, raw
-
-    def close(self):
-        self.listener.close()
 
 
 def set_ssl_flag(pkt):
@@ -123,7 +52,8 @@ def set_ssl_flag(pkt):
 
 
 def settle(relay, timeout=3.0):
-    import time
+    """Waits until the relay has seen packets and no more arrive; takes them:
+    (packets, {"c": client stream, "s": server stream})."""
     deadline = time.monotonic() + timeout
     last = -1
     while time.monotonic() < deadline:
@@ -133,7 +63,10 @@ def settle(relay, timeout=3.0):
             break
         last = n
         time.sleep(0.15)
-    return relay.take()
+    with relay.lock:
+        pk, relay.packets = relay.packets, []
+    raw = {side: b"".join(b for s, b in pk if s == side) for side in "cs"}
+    return pk, raw
 
 
 def write(target, name, data):
@@ -158,20 +91,21 @@ def ignore(f, *a, **kw):
 
 # --- pair_script encoding (keep in step with fuzz_targets/pair_script.rs) ------
 
-def op_client_raw(b):
+def op_raw(op, b):
+    """`b` in chunks of at most 255 bytes, each behind `op` and its length."""
     out = b""
     for i in range(0, len(b), 255):
         chunk = b[i:i + 255]
-        out += bytes([0, len(chunk)]) + chunk
+        out += bytes([op, len(chunk)]) + chunk
     return out
+
+
+def op_client_raw(b):
+    return op_raw(0, b)
 
 
 def op_backend_raw(b):
-    out = b""
-    for i in range(0, len(b), 255):
-        chunk = b[i:i + 255]
-        out += bytes([1, len(chunk)]) + chunk
-    return out
+    return op_raw(1, b)
 
 
 def op_login(a, b=0, c=1):
@@ -261,7 +195,7 @@ def capture(db, proxy):
     rw, ro = USERS["app_rw"], USERS["app_ro"]
 
     # --- straight to MariaDB -------------------------------------------------------
-    relay = Relay(db.port)
+    relay = Relay(db)
     cli = ["mariadb", "--no-defaults", "-h127.0.0.1", "-P%d" % relay.port, "--protocol=TCP",
            "--skip-ssl", "--batch"]
 
@@ -334,7 +268,7 @@ def capture(db, proxy):
     relay.close()
 
     # SSLRequest: a greeting that offers TLS, as a TLS-capable server's would.
-    bait = Relay(db.port, ssl_bait=True)
+    bait = Relay(db, greeting=set_ssl_flag)
     ignore(pymysql.connect, host="127.0.0.1", port=bait.port, user="app_rw", password=rw,
            ssl={"fake_flag_to_enable_tls": True}, connect_timeout=3)
     pk, _ = settle(bait)
@@ -351,7 +285,7 @@ def capture(db, proxy):
     write("client_hello", "pre41_response", b"\x85\x24\x00\x00\x00app_rw\x00abcdefgh\x00")
 
     # --- through myroute -----------------------------------------------------------
-    relay = Relay(proxy.port)
+    relay = Relay(proxy)
     ignore(mysql.connector.connect, host="127.0.0.1", port=relay.port, user="app_rw",
            password=rw, use_pure=True, ssl_disabled=True, auth_plugin="caching_sha2_password")
     pk, raw = settle(relay)

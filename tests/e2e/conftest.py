@@ -137,11 +137,7 @@ def connect(proxy):
         conns.append(c)
         return c
     yield make
-    for c in conns:
-        try:
-            c.close()
-        except Exception:
-            pass
+    clients.close_all(conns)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -158,8 +154,4 @@ def held():
     """Client connections a test keeps open; closed at its end."""
     conns = []
     yield conns
-    for c in conns:
-        try:
-            c.close()
-        except Exception:
-            pass
+    clients.close_all(conns)

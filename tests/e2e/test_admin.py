@@ -17,34 +17,14 @@ from harness import util
 from harness.accounts import USERS
 from harness.avail_servers import HEALTH_PASSWORD, HEALTH_USER, own_servers_fixtures
 from harness.avail_tools import port_of
-from harness.clients import connector_connect, pymysql_connect, rust_client, scalar
+from harness.clients import (close_all, connector_connect, login, pymysql_connect, rust_client,
+                             scalar)
 from harness.ops import (ADMIN_COMMANDS, ADMIN_PASSWORD, ADMIN_USER, CLIENT_COLUMNS, GONE,
                          POOL_COLUMNS, SERVER_COLUMNS, STAT_NAMES, cli_error, client_addr,
-                         columns_of, conn_error_code, interactive_cli, parse_batch)
+                         columns_of, conn_error_code, interactive_cli, parse_batch,
+                         quiet_settings)
 from harness.protocol import password_hash
-from harness.proxy import main_settings, pool_settings, user_settings
-
-
-def settings(cluster, **top):
-    """The shared configuration; health checks rare unless asked, so that
-    they do not move connection counts while a test reads them."""
-    top.setdefault("health.interval", "30s")
-    top.setdefault("shutdown_timeout", "2s")
-    return main_settings(cluster, **top)
-
-
-def login(px, user, password=None, **kw):
-    return pymysql_connect(px.host, px.port, user, USERS[user] if password is None else password,
-                           **kw)
-
-
-def close_all(conns):
-    for c in conns:
-        try:
-            c.close()
-        except Exception:
-            pass
-
+from harness.proxy import pool_settings, user_settings
 
 LONGLONG, VAR_STRING = 8, 253
 
@@ -102,7 +82,7 @@ def test_show_servers_lists_every_pool_and_server_up(make_ops_proxy, cluster):
 
 
 def test_show_servers_counts_held_connections(make_ops_proxy, cluster, held):
-    px = make_ops_proxy("counts", settings(cluster))
+    px = make_ops_proxy("counts", quiet_settings(cluster))
     admin = px.admin()
     try:
         before = {r["address"]: r for r in px.servers(admin)}
@@ -194,7 +174,7 @@ def test_show_servers_shows_a_stopped_replica_down_and_back(make_ops_proxy, own)
 # --- SHOW POOLS ------------------------------------------------------------------------
 
 def test_show_pools_counts_clients(make_ops_proxy, cluster, held):
-    px = make_ops_proxy("pools", settings(cluster) + [("pool.replicas.fallback", "primary")])
+    px = make_ops_proxy("pools", quiet_settings(cluster) + [("pool.replicas.fallback", "primary")])
     admin = px.admin()
     try:
         names = column_types(admin, "SHOW POOLS", {"servers", "servers_up", "active", "clients",
@@ -229,7 +209,7 @@ def test_show_pools_counts_clients(make_ops_proxy, cluster, held):
 # --- SHOW CLIENTS -----------------------------------------------------------------------
 
 def test_show_clients_describes_each_client(make_ops_proxy, cluster, held):
-    px = make_ops_proxy("clients", settings(cluster))
+    px = make_ops_proxy("clients", quiet_settings(cluster))
     quiet = login(px, "app_rw")
     big = login(px, "app_ro")
     held += [quiet, big]
@@ -261,7 +241,7 @@ def test_show_clients_describes_each_client(make_ops_proxy, cluster, held):
 
 
 def test_show_clients_shows_a_client_before_login(make_ops_proxy, cluster):
-    px = make_ops_proxy("prelogin", settings(cluster))
+    px = make_ops_proxy("prelogin", quiet_settings(cluster))
     with p.RawClient(px.host, px.port) as c:
         addr = c.local_address
         c.read_greeting()
@@ -279,7 +259,7 @@ def test_show_clients_shows_a_client_before_login(make_ops_proxy, cluster):
 # --- SHOW STATS --------------------------------------------------------------------------
 
 def test_show_stats_counts_logins_and_ends(make_ops_proxy, cluster):
-    px = make_ops_proxy("stats", settings(cluster))
+    px = make_ops_proxy("stats", quiet_settings(cluster))
     admin = px.admin()
     try:
         names = column_types(admin, "SHOW STATS", {"value"})
@@ -321,7 +301,7 @@ def test_show_stats_counts_logins_and_ends(make_ops_proxy, cluster):
 # --- SHOW CONFIG / VERSION / HELP ----------------------------------------------------------
 
 def test_show_config_hides_password_hashes(make_ops_proxy, cluster):
-    px = make_ops_proxy("config", settings(cluster))
+    px = make_ops_proxy("config", quiet_settings(cluster))
     res = px.cli("SHOW CONFIG")
     assert res.returncode == 0, res.stderr
     header = res.stdout.splitlines()[0].split("\t")
@@ -350,7 +330,7 @@ def test_show_config_hides_password_hashes(make_ops_proxy, cluster):
 
 
 def test_show_version_matches_the_binary(make_ops_proxy, cluster, myroute_bin):
-    px = make_ops_proxy("version", settings(cluster))
+    px = make_ops_proxy("version", quiet_settings(cluster))
     want = subprocess.run([myroute_bin, "--version"], capture_output=True, text=True,
                           timeout=10).stdout.strip()
     res = px.cli("SHOW VERSION")
@@ -365,7 +345,7 @@ def test_show_version_matches_the_binary(make_ops_proxy, cluster, myroute_bin):
 
 
 def test_help_lists_the_commands(make_ops_proxy, cluster):
-    px = make_ops_proxy("help", settings(cluster))
+    px = make_ops_proxy("help", quiet_settings(cluster))
     # (The CLI answers a bare `help` itself, so that form goes by PyMySQL.)
     res = px.cli("SHOW HELP")
     assert res.returncode == 0, res.stderr
@@ -386,7 +366,7 @@ def test_help_lists_the_commands(make_ops_proxy, cluster):
 
 
 def test_commands_are_case_insensitive(make_ops_proxy, cluster):
-    px = make_ops_proxy("case", settings(cluster))
+    px = make_ops_proxy("case", quiet_settings(cluster))
     conn = px.admin()
     try:
         upper = px.admin_rows("SHOW SERVERS", conn)
@@ -401,7 +381,7 @@ def test_commands_are_case_insensitive(make_ops_proxy, cluster):
 
 @pytest.mark.parametrize("form", ["KILL %d", "kill connection %d"])
 def test_kill_closes_that_client_only(make_ops_proxy, cluster, held, form):
-    px = make_ops_proxy("kill", settings(cluster))
+    px = make_ops_proxy("kill", quiet_settings(cluster))
     victim = login(px, "app_rw")
     bystander = login(px, "app_rw")
     held += [victim, bystander]
@@ -431,7 +411,7 @@ def test_kill_closes_that_client_only(make_ops_proxy, cluster, held, form):
 
 
 def test_kill_of_an_unknown_id(make_ops_proxy, cluster):
-    px = make_ops_proxy("kill-unknown", settings(cluster))
+    px = make_ops_proxy("kill-unknown", quiet_settings(cluster))
     res = px.cli("KILL 999999")
     assert res.returncode != 0
     assert cli_error(res.stderr) == (1094, "HY000", "Unknown thread id: 999999"), res.stderr
@@ -449,7 +429,7 @@ def test_kill_of_an_unknown_id(make_ops_proxy, cluster):
 # --- who may log in ------------------------------------------------------------------------
 
 def test_admin_login_rules(make_ops_proxy, cluster):
-    px = make_ops_proxy("logins", settings(cluster))
+    px = make_ops_proxy("logins", quiet_settings(cluster))
     admin = px.admin()
     try:
         before = px.stats(admin)
@@ -487,7 +467,7 @@ def test_admin_login_rules(make_ops_proxy, cluster):
 
 
 def test_console_never_routes(make_ops_proxy, cluster):
-    px = make_ops_proxy("noroute", settings(cluster))
+    px = make_ops_proxy("noroute", quiet_settings(cluster))
     conn = px.admin()
     try:
         for sql in ("SELECT @@port", "SELECT 1", "SHOW DATABASES", "SELECT * FROM app.items"):
@@ -500,7 +480,7 @@ def test_console_never_routes(make_ops_proxy, cluster):
 
 
 def test_unknown_command_lists_the_commands(make_ops_proxy, cluster):
-    px = make_ops_proxy("unknown", settings(cluster))
+    px = make_ops_proxy("unknown", quiet_settings(cluster))
     res = px.cli("FROBNICATE NOW")
     err = cli_error(res.stderr)
     assert err is not None, res.stderr
@@ -514,7 +494,7 @@ def test_unknown_command_lists_the_commands(make_ops_proxy, cluster):
 # --- what clients send at connect ---------------------------------------------------------
 
 def test_interactive_cli_session(make_ops_proxy, cluster, myroute_bin):
-    px = make_ops_proxy("tty", settings(cluster))
+    px = make_ops_proxy("tty", quiet_settings(cluster))
     version = subprocess.run([myroute_bin, "--version"], capture_output=True, text=True,
                              timeout=10).stdout.strip()
     # On a terminal the CLI prints a banner (it asks for @@version_comment),
@@ -528,7 +508,7 @@ def test_interactive_cli_session(make_ops_proxy, cluster, myroute_bin):
 
 
 def test_connect_time_commands(make_ops_proxy, cluster):
-    px = make_ops_proxy("connect-time", settings(cluster))
+    px = make_ops_proxy("connect-time", quiet_settings(cluster))
     res = px.cli("select @@version_comment limit 1")
     assert res.returncode == 0, res.stderr
     assert len(parse_batch(res.stdout)) == 1, res.stdout
@@ -556,7 +536,7 @@ def test_connect_time_commands(make_ops_proxy, cluster):
 def test_the_rust_client_reads_the_console(make_ops_proxy, cluster):
     # The mysql crate reads @@max_allowed_packet and @@socket before the
     # first query; the console answers both.
-    px = make_ops_proxy("rust", settings(cluster))
+    px = make_ops_proxy("rust", quiet_settings(cluster))
     res = rust_client(px.host, px.admin_port, ADMIN_USER, ADMIN_PASSWORD,
                       ["query=SHOW VERSION", "query=SHOW POOLS"])
     assert res.returncode == 0, res.stderr
@@ -566,7 +546,7 @@ def test_the_rust_client_reads_the_console(make_ops_proxy, cluster):
 
 
 def test_a_client_starting_with_another_plugin_is_switched(make_ops_proxy, cluster):
-    px = make_ops_proxy("switch", settings(cluster))
+    px = make_ops_proxy("switch", quiet_settings(cluster))
     for plugin in ("client_ed25519", "caching_sha2_password"):
         with p.RawClient(px.host, px.admin_port) as c:
             c.login(ADMIN_USER, ADMIN_PASSWORD, plugin=plugin)

@@ -19,9 +19,10 @@ from harness import util
 from harness.accounts import USERS
 from harness.avail_servers import HEALTH_PASSWORD, HEALTH_USER, connect_from, own_servers_fixtures
 from harness.avail_tools import (LimitedProxy, LogWatcher, access_records, cpu_seconds,
-                                 down_line, dropped_handshake, nofile_limits, open_fds,
+                                 down_line, dropped_handshake, nofile_limits,
                                  port_of, runnable_seconds, up_line, wait_access_record)
-from harness.clients import pymysql_connect
+from harness.clients import close_all, login
+from harness.ops import client_addr
 from harness.proxy import main_settings, pool_settings, user_settings
 
 SOURCE = "127.0.0.2"
@@ -34,23 +35,6 @@ SOURCE = "127.0.0.2"
 own_cluster, own = own_servers_fixtures(
     [{}, {}, {}, dict(name_resolve=True, max_connect_errors=2, performance_schema=True)],
     prefix="myroute-e2e-avail-")
-
-
-def login(px, user, **kw):
-    kw.setdefault("connect_timeout", 10)
-    return pymysql_connect(px.host, px.port, user, USERS[user], **kw)
-
-
-def client_addr(conn):
-    return "%s:%d" % conn._sock.getsockname()[:2]
-
-
-def close_all(conns):
-    for c in conns:
-        try:
-            c.close()
-        except Exception:
-            pass
 
 
 def hold(px, user, n):
@@ -100,6 +84,12 @@ def wait_checked(watcher, servers, timeout=10):
 def health(interval, fall, rise, connect_timeout="1s"):
     return [("connect_timeout", connect_timeout), ("health.interval", interval),
             ("health.fall", str(fall)), ("health.rise", str(rise))]
+
+
+def app_rw_pool(servers):
+    """Pool "p" of `servers`, app_rw's."""
+    return (pool_settings("p", [s.address for s in servers])
+            + user_settings("app_rw", USERS["app_rw"], "p"))
 
 
 def restart_watching_listen(server):
@@ -175,8 +165,7 @@ def test_health_checks_never_get_the_source_address_blocked(make_proxy, own):
             label = "with health.user" if with_user else "without health.user"
             settings = ([("connect_timeout", "2s"), ("health.interval", "100ms"),
                          ("source_address", SOURCE)]
-                        + pool_settings("p", [s.address])
-                        + user_settings("app_rw", USERS["app_rw"], "p"))
+                        + app_rw_pool([s]))
             if with_user:
                 settings += [("health.user", HEALTH_USER), ("health.password", HEALTH_PASSWORD)]
             # Nothing but `stats` connected: earlier sessions are over.
@@ -252,8 +241,7 @@ def test_a_killed_server_goes_down_after_fall_checks_and_up_after_rise(make_prox
     # round's, so fall (rise) results span at least fall-2 (rise-2) intervals.
     interval, fall, rise = 0.25, 4, 4
     px = make_proxy("fallrise", health("250ms", fall, rise)
-                    + pool_settings("p", [s1.address, s2.address])
-                    + user_settings("app_rw", USERS["app_rw"], "p"))
+                    + app_rw_pool([s1, s2]))
     with LogWatcher(px) as log:
         wait_checked(log, [s1, s2])
         assert counts(spread(px, "app_rw", 4)) == {s1.port: 2, s2.port: 2}
@@ -291,8 +279,7 @@ def test_a_frozen_server_is_marked_down_and_avoided(make_proxy, own):
     s1, s2 = own[0], own[1]
     interval, fall, connect_timeout = 0.2, 2, 2.0
     px = make_proxy("frozen", health("200ms", fall, 2, connect_timeout="2s")
-                    + pool_settings("p", [s1.address, s2.address])
-                    + user_settings("app_rw", USERS["app_rw"], "p"))
+                    + app_rw_pool([s1, s2]))
     with LogWatcher(px) as log:
         wait_checked(log, [s1, s2])
         frozen = time.monotonic()
@@ -613,7 +600,7 @@ def test_out_of_descriptors_pauses_accepting_without_spinning(limited_proxy, clu
         socks = exhaust_descriptors(px)
         line = px.wait_for_log_line(lambda l: "accept failed" in l, 1)
         assert "Too many open files" in line and "pausing accepts for 500ms" in line, line
-        assert open_fds(px.pid) >= NOFILE - 1
+        assert util.open_fds(px.pid) >= NOFILE - 1
 
         cpu0, run0, t0 = cpu_seconds(px.pid), runnable_seconds(px.pid), time.monotonic()
         warned0 = sum("accept failed" in l for l in px.log_lines())
@@ -691,8 +678,7 @@ def test_out_of_descriptors_does_not_mark_servers_down(limited_proxy, cluster):
 def test_a_failed_real_login_marks_the_server_down_and_fails_over(make_proxy, own):
     s1, s2 = own[0], own[1]
     px = make_proxy("passive", health("60s", 1, 2, connect_timeout="2s")
-                    + pool_settings("p", [s1.address, s2.address])
-                    + user_settings("app_rw", USERS["app_rw"], "p"))
+                    + app_rw_pool([s1, s2]))
     with LogWatcher(px) as log:
         wait_checked(log, [s1, s2])
         started = time.monotonic()

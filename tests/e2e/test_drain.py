@@ -9,8 +9,8 @@ import pytest
 from harness import util
 from harness.accounts import USERS
 from harness.avail_tools import port_of
-from harness.clients import pymysql_connect, scalar
-from harness.ops import cli_error
+from harness.clients import login, scalar
+from harness.ops import cli_error, one_on_first_replica
 from harness.proxy import pool_settings, user_settings
 
 
@@ -25,10 +25,6 @@ def settings(cluster):
             + user_settings("nopw", USERS["nopw"], "solo"))
 
 
-def login(px, user):
-    return pymysql_connect(px.host, px.port, user, USERS[user])
-
-
 def states(px, address, conn=None):
     return sorted((r["pool"], r["state"]) for r in px.server_rows(address, conn))
 
@@ -38,13 +34,7 @@ def test_drain_and_enable_a_replica(make_ops_proxy, cluster, held):
     px = make_ops_proxy("drain", settings(cluster))
     admin = px.admin()
     try:
-        # Two connections on an idle pool: one on each replica.
-        first = [login(px, "app_ro") for _ in range(2)]
-        held += first
-        by_port = {port_of(c): c for c in first}
-        assert set(by_port) == {r1.port, r2.port}
-        old = by_port[r1.port]
-        by_port[r2.port].close()
+        old = one_on_first_replica(px, cluster, held)
         util.wait_until(lambda: px.server_rows(r2.address, admin)[0]["active"] == 0, 5,
                         what=lambda: "no connection on %s" % r2.address)
 

@@ -10,7 +10,7 @@ import pytest
 from harness import protocol as p
 from harness import util
 from harness.accounts import DEAD_PASSWORD, DEAD_USER, FAKE_PASSWORD, FAKE_USER, USERS
-from harness.clients import pymysql_connect, scalar
+from harness.clients import landing_port, pymysql_connect, scalar
 from harness.fake_backend import FakeBackend
 from harness.proxy import pool_settings, user_settings
 
@@ -38,11 +38,7 @@ def test_pool_without_reachable_server(make_proxy, cluster):
         # Refused connections fail at once: no waiting for connect_timeout.
         assert time.monotonic() - t0 < 4
         # Other users keep working in the same process.
-        conn = pymysql_connect(px.host, px.port, "app_rw", USERS["app_rw"])
-        try:
-            assert scalar(conn, "SELECT @@port") == cluster.primary.port
-        finally:
-            conn.close()
+        assert landing_port(px, "app_rw") == cluster.primary.port
     assert px.alive()
 
 
@@ -66,11 +62,7 @@ def test_pool_with_one_dead_server_uses_the_live_one(make_proxy, cluster):
                 + user_settings("app_rw", USERS["app_rw"], "mixed"))
     px = make_proxy("mixed", settings)
     for _ in range(4):
-        conn = pymysql_connect(px.host, px.port, "app_rw", USERS["app_rw"])
-        try:
-            assert scalar(conn, "SELECT @@port") == cluster.primary.port
-        finally:
-            conn.close()
+        assert landing_port(px, "app_rw") == cluster.primary.port
 
 
 # --- fake backends ---------------------------------------------------------------

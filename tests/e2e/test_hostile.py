@@ -27,10 +27,10 @@ import pytest
 
 from harness import protocol as p
 from harness.accounts import ALL_PASSWORDS, USERS
-from harness.clients import connector_connect, pymysql_connect, scalar
+from harness.clients import connector_connect, landing_port, pymysql_connect
 from harness.hostile_clients import (Relay, StallWatch, SteadyClient, attempt, connect,
                                      greeted, memory_holding, read_ending, response41,
-                                     wait_all_closed)
+                                     send_and_read, wait_all_closed)
 from harness import util
 from harness.proxy import Proxy, main_settings
 
@@ -186,12 +186,7 @@ def test_random_bytes(px):
                          ids=["16MiB-1", "16MiB-2", "64KiB"])
 def test_header_claiming_more_than_a_ring_then_nothing(px, header):
     s, _ = greeted(px)
-    try:
-        t0 = time.monotonic()
-        s.sendall(header)
-        e = read_ending(s, HS + 3, t0)
-    finally:
-        s.close()
+    e = send_and_read(s, header, HS + 3)
     assert_err(e, 1043, 2)
     assert "too large" in e.err.message, e
     assert within(e, 1.0), "refused on the header alone, without waiting: %r" % e
@@ -200,12 +195,7 @@ def test_header_claiming_more_than_a_ring_then_nothing(px, header):
 def test_header_claiming_a_ring_full_then_nothing(px):
     # 16368 bytes fit the 16 KiB ring: the proxy waits for them, then gives up.
     s, _ = greeted(px)
-    try:
-        t0 = time.monotonic()
-        s.sendall(struct.pack("<I", 16368)[:3] + b"\x01" + b"\x8d")
-        e = read_ending(s, HS + 3, t0)
-    finally:
-        s.close()
+    e = send_and_read(s, struct.pack("<I", 16368)[:3] + b"\x01" + b"\x8d", HS + 3)
     assert e.kind in ("closed", "err"), e
     if e.kind == "err":
         assert_err(e, 1043, 2)
@@ -420,11 +410,7 @@ def test_second_handshake_response_after_login(px, cluster, seq):
     finally:
         s.close()
     # The proxy keeps serving: a new login still reaches the primary.
-    conn = pymysql_connect(px.host, px.port, "app_rw", PW)
-    try:
-        assert scalar(conn, "SELECT @@port") == cluster.primary.port
-    finally:
-        conn.close()
+    assert landing_port(px, "app_rw") == cluster.primary.port
 
 
 @pytest.mark.parametrize("early", ["ssl_request", "stale_response", "junk"])
@@ -432,13 +418,7 @@ def test_data_before_the_greeting(px, real_response, early):
     data = {"ssl_request": p.frame(1, p.ssl_request()),
             "stale_response": p.frame(1, real_response),
             "junk": bytes(range(256)) * 4}[early]
-    s = connect(px)
-    try:
-        t0 = time.monotonic()
-        s.sendall(data)
-        e = read_ending(s, HS + 3, t0)
-    finally:
-        s.close()
+    e = send_and_read(connect(px), data, HS + 3)
     assert e.packets and e.packets[0][0] == 0 and e.packets[0][1][:1] == b"\x0a", (
         "the greeting comes first: %r" % e)
     e.packets = e.packets[1:]

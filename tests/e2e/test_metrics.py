@@ -13,9 +13,9 @@ from harness import util
 from harness.accounts import USERS
 from harness.avail_servers import own_servers_fixtures
 from harness.avail_tools import port_of
-from harness.clients import pymysql_connect, scalar
-from harness.ops import END_REASONS, Metrics, raw_http
-from harness.proxy import main_settings, pool_settings, user_settings
+from harness.clients import login, scalar
+from harness.ops import END_REASONS, Metrics, quiet_settings, raw_http
+from harness.proxy import pool_settings, user_settings
 
 FAMILIES = {
     "myroute_info": "gauge",
@@ -47,17 +47,6 @@ PER_POOL = ["myroute_pool_servers", "myroute_pool_servers_up", "myroute_pool_cli
             "myroute_pool_connections_total"]
 
 
-def settings(cluster, **top):
-    top.setdefault("health.interval", "30s")
-    top.setdefault("shutdown_timeout", "2s")
-    return main_settings(cluster, **top)
-
-
-def login(px, user, password=None, **kw):
-    return pymysql_connect(px.host, px.port, user, USERS[user] if password is None else password,
-                           **kw)
-
-
 def failed_login(px):
     with pytest.raises(pymysql.err.OperationalError) as info:
         login(px, "app_ro", password="not-the-password")
@@ -65,7 +54,7 @@ def failed_login(px):
 
 
 def metrics_proxy(make_ops_proxy, cluster, name, **top):
-    return make_ops_proxy(name, settings(cluster, **top), metrics=True)
+    return make_ops_proxy(name, quiet_settings(cluster, **top), metrics=True)
 
 
 def ends(m, reason):

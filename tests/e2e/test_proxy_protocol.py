@@ -127,28 +127,29 @@ def test_unknown_and_local_keep_the_tcp_peer(make_ops_proxy, pp_server, kind):
     assert rec["client"] == peer
 
 
-def read_err(sock):
-    """Reads packets until an ERR (returned as ServerError) or the close."""
-    for _ in range(3):
-        try:
-            _, payload = p.read_packet(sock)
-        except (p.ConnectionClosed, ConnectionResetError):
-            return None
-        if payload[:1] == b"\xff":
-            return p.parse_err(payload)
-    return None
+def err_after(px, header):
+    """Sends `header` on a new connection, then reads packets until an ERR
+    (returned as ServerError) or the close (None)."""
+    sock = socket.create_connection((px.host, px.port), timeout=10)
+    try:
+        sock.sendall(header)
+        for _ in range(3):
+            try:
+                _, payload = p.read_packet(sock)
+            except (p.ConnectionClosed, ConnectionResetError):
+                return None
+            if payload[:1] == b"\xff":
+                return p.parse_err(payload)
+        return None
+    finally:
+        sock.close()
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_a_header_from_an_untrusted_peer_is_refused(make_ops_proxy, pp_server, version):
     px = make_ops_proxy("pp-untrusted", settings(pp_server, "v1", trusted="10.9.0.0/16, ::1/128"))
     warnings = len([l for l in px.log_lines() if "WARN" in l])
-    sock = util_socket(px)
-    try:
-        sock.sendall(HEADERS[version](CLIENT_IP, "127.0.0.1", 40200, px.port))
-        err = read_err(sock)
-    finally:
-        sock.close()
+    err = err_after(px, HEADERS[version](CLIENT_IP, "127.0.0.1", 40200, px.port))
     assert err is not None, "no ERR packet"
     assert (err.code, err.state) == (1043, "08S01"), err
     assert err.message.startswith("Bad handshake"), err
@@ -160,12 +161,7 @@ def test_a_header_from_an_untrusted_peer_is_refused(make_ops_proxy, pp_server, v
 
 def test_a_header_without_proxy_protocol_from_is_refused(make_ops_proxy, pp_server):
     px = make_ops_proxy("pp-off", settings(pp_server, None, trusted=None))
-    sock = util_socket(px)
-    try:
-        sock.sendall(proxy_v1(CLIENT_IP, "127.0.0.1", 40300, px.port))
-        err = read_err(sock)
-    finally:
-        sock.close()
+    err = err_after(px, proxy_v1(CLIENT_IP, "127.0.0.1", 40300, px.port))
     assert err is not None and (err.code, err.state) == (1043, "08S01"), err
 
 
@@ -177,12 +173,7 @@ def test_a_header_without_proxy_protocol_from_is_refused(make_ops_proxy, pp_serv
                          ids=["short", "bad-ip", "bad-proto", "v2-bad-version"])
 def test_a_malformed_header_from_a_trusted_peer(make_ops_proxy, pp_server, header):
     px = make_ops_proxy("pp-bad", settings(pp_server, "v1"))
-    sock = util_socket(px)
-    try:
-        sock.sendall(header)
-        err = read_err(sock)
-    finally:
-        sock.close()
+    err = err_after(px, header)
     assert err is not None and (err.code, err.state) == (1043, "08S01"), err
     assert px.alive()
     # The proxy goes on serving.
@@ -192,10 +183,6 @@ def test_a_malformed_header_from_a_trusted_peer(make_ops_proxy, pp_server, heade
         assert scalar(conn, "SELECT USER()") == "%s@%s" % (PP_USER, CLIENT_IP)
     finally:
         conn.close()
-
-
-def util_socket(px):
-    return socket.create_connection((px.host, px.port), timeout=10)
 
 
 def test_errors_name_the_proxied_address(make_ops_proxy, pp_server):
@@ -212,12 +199,7 @@ def test_errors_name_the_proxied_address(make_ops_proxy, pp_server):
 def test_reload_starts_trusting_a_balancer(make_ops_proxy, pp_server):
     px = make_ops_proxy("pp-reload", settings(pp_server, "v1", trusted="10.9.0.0/16"))
     header = proxy_v1(CLIENT_IP, "127.0.0.1", 40600, px.port)
-    sock = util_socket(px)
-    try:
-        sock.sendall(header)
-        err = read_err(sock)
-    finally:
-        sock.close()
+    err = err_after(px, header)
     assert err is not None and err.code == 1043, err
     px.rewrite(settings(pp_server, "v1", trusted="10.9.0.0/16, 127.0.0.0/8"))
     px.admin_ok("RELOAD")

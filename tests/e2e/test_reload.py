@@ -12,8 +12,8 @@ import pytest
 from harness import util
 from harness.accounts import USERS
 from harness.avail_tools import port_of
-from harness.clients import pymysql_connect, scalar
-from harness.ops import ADMIN_PASSWORD, ADMIN_USER, client_addr
+from harness.clients import login, scalar
+from harness.ops import ADMIN_PASSWORD, ADMIN_USER, client_addr, one_on_first_replica
 from harness.protocol import password_hash
 from harness.proxy import pool_settings, user_settings
 
@@ -36,10 +36,6 @@ def body(cluster, users=("app_rw", "app_ro"), pools=None, top=()):
         name, pool = u if isinstance(u, tuple) else (u, default_pool[u])
         out += user_settings(name, USERS[name], pool)
     return out
-
-
-def login(px, user, **kw):
-    return pymysql_connect(px.host, px.port, user, USERS[user], **kw)
 
 
 def login_code(px, user):
@@ -160,12 +156,7 @@ def test_a_removed_server_drains(make_ops_proxy, cluster, held):
     px = make_ops_proxy("rmserver", body(cluster))
     admin = px.admin()
     try:
-        pair = [login(px, "app_ro") for _ in range(2)]
-        held += pair
-        by_port = {port_of(c): c for c in pair}
-        assert set(by_port) == {r1.port, r2.port}
-        on_r1 = by_port[r1.port]
-        by_port[r2.port].close()
+        on_r1 = one_on_first_replica(px, cluster, held)
 
         px.rewrite(body(cluster, pools={"primary": [cluster.primary.address],
                                         "replicas": [r2.address]}))

@@ -11,16 +11,12 @@ import pytest
 from harness import protocol as p
 from harness import util
 from harness.accounts import DEAD_PASSWORD, DEAD_USER, USERS
-from harness.clients import mariadb_cli, pymysql_connect, scalar
+from harness.clients import landing_port, mariadb_cli, pymysql_connect, scalar
 from harness.proxy import main_settings, pool_settings, user_settings
 
 
 def assert_serving(px, cluster):
-    conn = pymysql_connect(px.host, px.port, "app_rw", USERS["app_rw"])
-    try:
-        assert scalar(conn, "SELECT @@port") == cluster.primary.port
-    finally:
-        conn.close()
+    assert landing_port(px, "app_rw") == cluster.primary.port
 
 
 class Blackhole:
@@ -233,15 +229,11 @@ def test_cli_asking_for_compression_still_works(proxy, cluster):
     assert res.stdout == "3\t15\n"
 
 
-def open_fds(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
-
-
 def test_no_descriptor_leak_after_many_connections(proxy, cluster):
     # Let earlier tests' connections finish, then take a baseline.
     for user in ("app_rw", "app_ro", "nopw"):
         cluster.wait_no_sessions(user)
-    baseline = open_fds(proxy.pid)
+    baseline = util.open_fds(proxy.pid)
     for i in range(40):
         kind = i % 5
         with p.RawClient(proxy.host, proxy.port) as c:
@@ -262,6 +254,6 @@ def test_no_descriptor_leak_after_many_connections(proxy, cluster):
                 c.read_greeting()
     for user in ("app_rw", "app_ro"):
         cluster.wait_no_sessions(user)
-    util.wait_until(lambda: open_fds(proxy.pid) <= baseline, 10,
-                    what=lambda: "descriptors back to %d (now %d)" % (baseline,
-                                                                     open_fds(proxy.pid)))
+    util.wait_until(lambda: util.open_fds(proxy.pid) <= baseline, 10,
+                    what=lambda: "descriptors back to %d (now %d)"
+                    % (baseline, util.open_fds(proxy.pid)))

@@ -11,9 +11,8 @@ import time
 import pytest
 
 from harness import util
-from harness.accounts import USERS
 from harness.avail_tools import access_records
-from harness.clients import pymysql_connect, scalar
+from harness.clients import login, scalar
 from harness.ops import GONE, client_addr, conn_error_code, peer_closed
 from harness.proxy import main_settings
 
@@ -21,10 +20,6 @@ from harness.proxy import main_settings
 def settings(cluster, shutdown_timeout):
     return main_settings(cluster, **{"shutdown_timeout": shutdown_timeout,
                                      "health.interval": "500ms"})
-
-
-def login(px, user="app_rw", **kw):
-    return pymysql_connect(px.host, px.port, user, USERS[user], **kw)
 
 
 def refused(px):
@@ -47,6 +42,15 @@ def wait_listener_closed(px, sent_at, within=1.0):
     return time.monotonic() - sent_at
 
 
+def in_transaction(px):
+    """An app_rw client inside a transaction (BEGIN, then a SELECT)."""
+    txn = login(px, "app_rw")
+    with txn.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("SELECT 1")
+    return txn
+
+
 def sleeping(cluster, marker):
     rows = cluster.primary.admin_query(
         "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE %s",
@@ -56,7 +60,7 @@ def sleeping(cluster, marker):
 
 def test_sigterm_lets_a_query_in_flight_finish(make_ops_proxy, cluster):
     px = make_ops_proxy("inflight", settings(cluster, "20s"), metrics=True)
-    busy = login(px)
+    busy = login(px, "app_rw")
     idle = login(px, "app_ro")
     result = {}
 
@@ -126,8 +130,8 @@ def test_a_transaction_gets_until_shutdown_timeout(make_ops_proxy, cluster, how)
     px = make_ops_proxy("txn", settings(cluster, "3s"))
     # With autocommit off, a read of an InnoDB table opens a transaction
     # without any BEGIN: the server's status flags say so.
-    txn = login(px, database="app", autocommit=(how == "BEGIN"))
-    idle = login(px, autocommit=True)
+    txn = login(px, "app_rw", database="app", autocommit=(how == "BEGIN"))
+    idle = login(px, "app_rw", autocommit=True)
     with txn.cursor() as cur:
         if how == "BEGIN":
             cur.execute("BEGIN")
@@ -154,10 +158,7 @@ def test_a_transaction_gets_until_shutdown_timeout(make_ops_proxy, cluster, how)
 
 def test_a_transaction_that_commits_is_closed_then(make_ops_proxy, cluster):
     px = make_ops_proxy("commit", settings(cluster, "15s"))
-    txn = login(px)
-    with txn.cursor() as cur:
-        cur.execute("BEGIN")
-        cur.execute("SELECT 1")
+    txn = in_transaction(px)
     px.signal(signal.SIGTERM)
     assert not peer_closed(txn._sock, 0.7)
     txn.commit()
@@ -169,10 +170,7 @@ def test_a_transaction_that_commits_is_closed_then(make_ops_proxy, cluster):
 
 def test_a_second_sigterm_exits_at_once(make_ops_proxy, cluster):
     px = make_ops_proxy("twice", settings(cluster, "30s"))
-    txn = login(px)
-    with txn.cursor() as cur:
-        cur.execute("BEGIN")
-        cur.execute("SELECT 1")
+    txn = in_transaction(px)
     px.signal(signal.SIGTERM)
     assert not peer_closed(txn._sock, 0.7)
     assert px.alive()
@@ -199,10 +197,7 @@ def test_shutdown_from_the_console(make_ops_proxy, cluster):
 
 def test_shutdown_from_a_console_session_that_stays(make_ops_proxy, cluster):
     px = make_ops_proxy("console-pymysql", settings(cluster, "10s"))
-    txn = login(px)
-    with txn.cursor() as cur:
-        cur.execute("BEGIN")
-        cur.execute("SELECT 1")
+    txn = in_transaction(px)
     admin = px.admin()
     try:
         px.admin_ok("shutdown;", admin)

@@ -9,9 +9,9 @@ import threading
 import time
 
 from harness.accounts import USERS
-from harness.clients import pymysql_connect, scalar
-from harness.hostile_clients import (StallWatch, describe_latencies, open_fds, percentile,
-                                     raise_nofile, wait_all_closed)
+from harness.clients import landing_port, pymysql_connect, scalar
+from harness.hostile_clients import (StallWatch, describe_latencies, percentile, raise_nofile,
+                                     wait_all_closed)
 from harness.proxy import main_settings
 from harness import util
 
@@ -66,11 +66,11 @@ class NormalClient(threading.Thread):
 
 def settle_fds(pid, quiet=0.5, timeout=10):
     """The descriptor count once it has not changed for `quiet` seconds."""
-    last, since = open_fds(pid), time.monotonic()
+    last, since = util.open_fds(pid), time.monotonic()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.05)
-        now = open_fds(pid)
+        now = util.open_fds(pid)
         if now != last:
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet:
@@ -166,14 +166,10 @@ def test_idle_flood_while_normal_clients_work(make_proxy, cluster):
     assert peak_rss < RSS_LIMIT_KIB, "RSS %d KiB during the flood" % peak_rss
 
     # Everything the flood opened is closed again.
-    util.wait_until(lambda: open_fds(px.pid) <= baseline_fds, 10,
+    util.wait_until(lambda: util.open_fds(px.pid) <= baseline_fds, 10,
                     what=lambda: "the proxy's descriptors back to %d (now %d)"
-                    % (baseline_fds, open_fds(px.pid)))
+                    % (baseline_fds, util.open_fds(px.pid)))
     assert px.alive()
     assert px.rss_kib() < RSS_LIMIT_KIB
-    conn = pymysql_connect(px.host, px.port, "app_rw", USERS["app_rw"])
-    try:
-        assert scalar(conn, "SELECT @@port") == cluster.primary.port
-    finally:
-        conn.close()
+    assert landing_port(px, "app_rw") == cluster.primary.port
     stalls.stop()

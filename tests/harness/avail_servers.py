@@ -9,15 +9,13 @@ so one OwnCluster can serve several destructive tests in turn.
 """
 
 import os
-import shutil
 import signal
-import tempfile
 import time
 
 import pymysql
 
 from . import util
-from .mariadb import MariaDB, _tail, make_datadirs
+from .mariadb import MariaDB, ServerGroup, _tail, make_datadirs
 
 # The account health checks log in as: no privilege beyond USAGE.
 HEALTH_USER = "avail_monitor"
@@ -53,6 +51,10 @@ class Instance(MariaDB):
     def start(self):
         self.frozen = False
         super().start()
+
+    def stop(self):
+        self.thaw()
+        super().stop()
 
     @property
     def running(self):
@@ -125,19 +127,17 @@ class Instance(MariaDB):
         self.admin_query("FLUSH HOSTS")
 
 
-class OwnCluster:
+class OwnCluster(ServerGroup):
     """Servers for destructive tests; `specs` is a list of dicts of Instance
     options (name_resolve, max_connect_errors, performance_schema,
     extra_args), one per
     server, or an int (that many plain servers)."""
 
     def __init__(self, specs, prefix="myroute-e2e-avail-"):
+        super().__init__(prefix)
         if isinstance(specs, int):
             specs = [{} for _ in range(specs)]
         self.specs = list(specs)
-        self.prefix = prefix
-        self.tmp = None
-        self.servers = []
 
     def __getitem__(self, i):
         return self.servers[i]
@@ -145,32 +145,11 @@ class OwnCluster:
     def __len__(self):
         return len(self.servers)
 
-    def by_port(self, port):
-        for s in self.servers:
-            if s.port == port:
-                return s
-        raise KeyError(port)
-
-    def start(self):
-        self.tmp = tempfile.mkdtemp(prefix=self.prefix)
-        try:
-            self._start(os.geteuid() == 0)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _start(self, as_root):
+    def new_servers(self, as_root):
         names = ["s%d" % (i + 1) for i in range(len(self.specs))]
-        for spec, (name, base, datadir) in zip(self.specs, make_datadirs(self.tmp, names, as_root)):
-            self.servers.append(Instance(name, base, datadir, util.free_port(), as_root,
-                                         **spec))
-        for s in self.servers:
-            s.start()
-        for s in self.servers:
-            s.wait_ready()
-        for s in self.servers:
-            s.setup()
+        return [Instance(name, base, datadir, util.free_port(), as_root, **spec)
+                for spec, (name, base, datadir)
+                in zip(self.specs, make_datadirs(self.tmp, names, as_root))]
 
     def restore(self):
         """Every server back to its starting state; raises the first error
@@ -183,21 +162,6 @@ class OwnCluster:
                 errors.append("%s: %r; error log:\n%s" % (s.name, e, _tail(s.errlog)))
         if errors:
             raise RuntimeError("could not restore the servers: " + "\n".join(errors))
-
-    def stop(self):
-        errors = []
-        for s in self.servers:
-            try:
-                s.thaw()
-                s.stop()
-            except Exception as e:
-                errors.append(e)
-        self.servers = []
-        if self.tmp:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            self.tmp = None
-        if errors:
-            raise errors[0]
 
 
 def connect_from(source, host, port, user, password, **kw):

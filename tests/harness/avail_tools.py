@@ -6,13 +6,12 @@ a process's CPU time, and raw handshakes from a chosen source address."""
 import os
 import re
 import socket
-import subprocess
 import threading
 import time
 
 from . import protocol as p
 from . import util
-from .proxy import Proxy, binary_path, config_text
+from .proxy import Proxy
 
 # --- the proxy's log ----------------------------------------------------------------
 
@@ -22,28 +21,29 @@ ACCESS_RE = re.compile(
     r"bytes_out=(?P<bytes_out>\d+) end=(?P<end>\S+)")
 
 
+def access_record(line):
+    """An access-log line as a dict (duration a float in seconds); None for
+    any other line."""
+    m = ACCESS_RE.search(line)
+    if not m:
+        return None
+    rec = m.groupdict()
+    rec["conn"] = int(rec["conn"])
+    rec["duration"] = float(rec["duration"])
+    return rec
+
+
 def access_records(proxy):
-    """Every access-log line so far, as dicts (duration a float in seconds)."""
-    out = []
-    for line in proxy.log_lines():
-        m = ACCESS_RE.search(line)
-        if m:
-            rec = m.groupdict()
-            rec["conn"] = int(rec["conn"])
-            rec["duration"] = float(rec["duration"])
-            out.append(rec)
-    return out
+    """Every access-log line so far, as dicts."""
+    return [rec for rec in map(access_record, proxy.log_lines()) if rec is not None]
 
 
 def wait_access_record(proxy, predicate, timeout=5, what="an access-log line"):
     """Waits for an access record satisfying predicate(record); returns it."""
-    def find():
-        for rec in access_records(proxy):
-            if predicate(rec):
-                return rec
-        return None
-    return util.wait_until(find, timeout, what=lambda: "%s; log tail:\n%s"
-                           % (what, proxy.log_tail()))
+    def matches(line):
+        rec = access_record(line)
+        return rec is not None and predicate(rec)
+    return access_record(proxy.wait_for_log_line(matches, timeout, what))
 
 
 def down_line(addr):
@@ -130,28 +130,9 @@ class LimitedProxy(Proxy):
         super().__init__(workdir, name, settings, env=env)
         self.nofile = nofile
 
-    def start(self, timeout=15):
-        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(config_text([("listen", self.address)] + self.settings))
-        env = dict(os.environ)
-        env.setdefault("RUST_LOG", "info")
-        env.update(self.env)
-        self._log_file = open(self.log_path, "ab")
-        args = ["prlimit", "--nofile=%d:%d" % (self.nofile, self.nofile), "--",
-                binary_path(), "-c", self.config_path]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log_file,
-                                     stderr=self._log_file, env=env, start_new_session=True)
-        Proxy.running.append(self)
-
-        def listening():
-            if self.proc.poll() is not None:
-                raise RuntimeError("myroute exited with status %s during start-up; stderr:\n%s"
-                                   % (self.proc.returncode, self.log_tail()))
-            return util.is_listening(self.port)
-        util.wait_until(listening, timeout, what=lambda: "myroute to listen on %s; stderr:\n%s"
-                        % (self.address, self.log_tail()))
-        return self
+    def command(self):
+        limit = "--nofile=%d:%d" % (self.nofile, self.nofile)
+        return ["prlimit", limit, "--"] + super().command()
 
 
 def nofile_limits(pid):
@@ -162,11 +143,6 @@ def nofile_limits(pid):
                 fields = line.split()
                 return int(fields[3]), int(fields[4])
     raise RuntimeError("no 'Max open files' for pid %d" % pid)
-
-
-def open_fds(pid):
-    """Number of open descriptors of a process."""
-    return len(os.listdir("/proc/%d/fd" % pid))
 
 
 def cpu_seconds(pid):

@@ -11,6 +11,7 @@ import urllib.parse
 import mysql.connector
 import pymysql
 
+from .accounts import USERS
 from .proxy import REPO
 
 CLIENTS_DIR = os.path.join(REPO, "tests", "clients")
@@ -23,6 +24,32 @@ def pymysql_connect(host, port, user, password, database=None, **kw):
     kw.setdefault("write_timeout", 60)
     return pymysql.connect(host=host, port=port, user=user, password=password,
                            database=database, ssl_disabled=True, **kw)
+
+
+def login(px, user, password=None, **kw):
+    """PyMySQL to `px` (a proxy or a server: anything with host and port) as
+    `user`, with the password accounts.USERS gives it unless one is given."""
+    return pymysql_connect(px.host, px.port, user, USERS[user] if password is None else password,
+                           **kw)
+
+
+def landing_port(px, user, password=None):
+    """The backend port (SELECT @@port) a new login as `user` to `px` is
+    served by; the connection is closed again."""
+    conn = login(px, user, password)
+    try:
+        return scalar(conn, "SELECT @@port")
+    finally:
+        conn.close()
+
+
+def close_all(conns):
+    """Closes every connection, ignoring errors."""
+    for c in conns:
+        try:
+            c.close()
+        except Exception:
+            pass
 
 
 def connector_connect(host, port, user, password, database=None, **kw):

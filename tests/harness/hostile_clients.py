@@ -1,9 +1,8 @@
 """Tools for the hostile-client tests: a well-behaved client that keeps
 querying in the background, raw sockets that send what real clients never
 would, a reader that says how a connection ended (ERR, close, or nothing),
-and process measurements (RSS, open descriptors)."""
+a recording relay, and what a process's memory holds."""
 
-import os
 import resource
 import selectors
 import socket
@@ -17,11 +16,6 @@ from .clients import pymysql_connect, scalar
 
 
 # --- the proxy process -----------------------------------------------------------
-
-def open_fds(pid):
-    """Number of open descriptors of a process."""
-    return len(os.listdir("/proc/%d/fd" % pid))
-
 
 def memory_holding(pid, needles):
     """Which of `needles` ({name: bytes}) occur in the writable memory of a
@@ -199,16 +193,22 @@ class Ending:
             self.kind, self.elapsed, [(s, b[:16]) for s, b in self.packets])
 
 
-def split_packets(buf):
-    """Whole packets at the front of `buf`: ([(seq, payload)], rest)."""
+def split_frames(buf):
+    """Whole packets at the front of `buf`, headers included: ([bytes], rest)."""
     out = []
     while len(buf) >= 4:
         n = buf[0] | buf[1] << 8 | buf[2] << 16
         if len(buf) < 4 + n:
             break
-        out.append((buf[3], bytes(buf[4:4 + n])))
+        out.append(bytes(buf[:4 + n]))
         buf = buf[4 + n:]
     return out, buf
+
+
+def split_packets(buf):
+    """Whole packets at the front of `buf`: ([(seq, payload)], rest)."""
+    frames, rest = split_frames(buf)
+    return [(f[3], f[4:]) for f in frames], rest
 
 
 def read_ending(sock, timeout, t0=None, stop_at_packet=False):
@@ -310,15 +310,21 @@ def response41(user, token, caps=FULL_CAPS, database=None, plugin=p.NATIVE,
     return out
 
 
-def attempt(proxy, payload, seq=1, timeout=5.0):
-    """Reads the greeting, sends one packet, says how it ended."""
-    s, g = greeted(proxy)
+def send_and_read(sock, data, timeout):
+    """Sends `data` as it is, says how the connection ended (the time
+    counted from the send) and closes it."""
     try:
         t0 = time.monotonic()
-        s.sendall(p.frame(seq, payload))
-        return read_ending(s, timeout, t0)
+        sock.sendall(data)
+        return read_ending(sock, timeout, t0)
     finally:
-        s.close()
+        sock.close()
+
+
+def attempt(proxy, payload, seq=1, timeout=5.0):
+    """Reads the greeting, sends one packet, says how it ended."""
+    s, _ = greeted(proxy)
+    return send_and_read(s, p.frame(seq, payload), timeout)
 
 
 # --- many sockets at once --------------------------------------------------------------
@@ -357,20 +363,29 @@ def wait_all_closed(socks, timeout):
 
 
 class Relay:
-    """A TCP relay in front of the proxy that records the packets the
-    client sends (to capture what a real client library puts on the wire)."""
+    """A TCP relay in front of `upstream` (anything with host and port) that
+    forwards whole packets and records each one, header included, in both
+    directions: `packets`, [("c" | "s", bytes)] in the order seen ("c" from
+    the client).  `greeting`, when given, rewrites the first packet the
+    upstream sends on each connection."""
 
-    def __init__(self, upstream):
+    def __init__(self, upstream, greeting=None):
         self.upstream = upstream
+        self.greeting = greeting
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(4)
+        self.listener.listen(8)
         self.port = self.listener.getsockname()[1]
         self.host = "127.0.0.1"
-        self.client_packets = []
-        self._threads = []
-        t = threading.Thread(target=self._accept, daemon=True)
-        t.start()
+        self.packets = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def client_packets(self):
+        """What the clients sent: [(seq, payload)]."""
+        with self.lock:
+            return [(pkt[3], pkt[4:]) for side, pkt in self.packets if side == "c"]
 
     def _accept(self):
         while True:
@@ -379,13 +394,12 @@ class Relay:
             except OSError:
                 return
             u = socket.create_connection((self.upstream.host, self.upstream.port))
-            for src, dst, record in ((c, u, True), (u, c, False)):
-                t = threading.Thread(target=self._pump, args=(src, dst, record), daemon=True)
-                t.start()
-                self._threads.append(t)
+            for src, dst, side in ((c, u, "c"), (u, c, "s")):
+                threading.Thread(target=self._pump, args=(src, dst, side), daemon=True).start()
 
-    def _pump(self, src, dst, record):
+    def _pump(self, src, dst, side):
         buf = b""
+        first = True
         while True:
             try:
                 data = src.recv(65536)
@@ -398,12 +412,15 @@ class Relay:
                     except OSError:
                         pass
                 return
-            if record:
-                buf += data
-                got, buf = split_packets(buf)
-                self.client_packets += got
+            frames, buf = split_frames(buf + data)
+            if frames and first:
+                first = False
+                if side == "s" and self.greeting is not None:
+                    frames[0] = self.greeting(frames[0])
+            with self.lock:
+                self.packets += [(side, pkt) for pkt in frames]
             try:
-                dst.sendall(data)
+                dst.sendall(b"".join(frames))
             except OSError:
                 return
 

@@ -9,7 +9,6 @@ removed when the cluster stops.
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import tempfile
 
@@ -220,35 +219,19 @@ class MariaDB:
     def stop(self):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=15)
+        util.stop_process(self.proc, 15)
         self.proc = None
 
 
-class Cluster:
-    """N independent MariaDB servers: instance 0 is "primary", the others
-    "replica1", "replica2", ... (independent servers; no replication)."""
+class ServerGroup:
+    """Servers made from one template datadir under one temporary directory
+    (prefix `prefix`), which is removed when they stop.  Subclasses say
+    which servers: new_servers(as_root) returns them, not yet started."""
 
-    def __init__(self, count=3):
-        self.count = count
+    def __init__(self, prefix):
+        self.prefix = prefix
         self.tmp = None
         self.servers = []
-
-    @property
-    def primary(self):
-        return self.servers[0]
-
-    @property
-    def replicas(self):
-        return self.servers[1:]
 
     def by_port(self, port):
         for s in self.servers:
@@ -257,32 +240,19 @@ class Cluster:
         raise KeyError(port)
 
     def start(self):
-        as_root = os.geteuid() == 0
-        self.tmp = tempfile.mkdtemp(prefix="myroute-e2e-db-")
+        self.tmp = tempfile.mkdtemp(prefix=self.prefix)
         try:
-            self._start(as_root)
+            self.servers = self.new_servers(os.geteuid() == 0)
+            for s in self.servers:
+                s.start()
+            for s in self.servers:
+                s.wait_ready()
+            for s in self.servers:
+                s.setup()
         except BaseException:
             self.stop()
             raise
         return self
-
-    def _start(self, as_root):
-        names = ["primary"] + ["replica%d" % i for i in range(1, self.count)]
-        for name, base, datadir in make_datadirs(self.tmp, names, as_root):
-            self.servers.append(MariaDB(name, base, datadir, util.free_port(), as_root))
-        for s in self.servers:
-            s.start()
-        for s in self.servers:
-            s.wait_ready()
-        for s in self.servers:
-            s.setup()
-
-    def wait_no_sessions(self, user, timeout=10):
-        """Waits until no server has a session of `user`: the proxy has
-        finished with every earlier connection of that user."""
-        util.wait_until(lambda: all(s.sessions(user) == 0 for s in self.servers), timeout,
-                        what=lambda: "no %s sessions; now %s" % (
-                            user, {s.name: s.sessions(user) for s in self.servers}))
 
     def stop(self):
         errors = []
@@ -297,3 +267,32 @@ class Cluster:
             self.tmp = None
         if errors:
             raise errors[0]
+
+
+class Cluster(ServerGroup):
+    """N independent MariaDB servers: instance 0 is "primary", the others
+    "replica1", "replica2", ... (independent servers; no replication)."""
+
+    def __init__(self, count=3):
+        super().__init__("myroute-e2e-db-")
+        self.count = count
+
+    @property
+    def primary(self):
+        return self.servers[0]
+
+    @property
+    def replicas(self):
+        return self.servers[1:]
+
+    def new_servers(self, as_root):
+        names = ["primary"] + ["replica%d" % i for i in range(1, self.count)]
+        return [MariaDB(name, base, datadir, util.free_port(), as_root)
+                for name, base, datadir in make_datadirs(self.tmp, names, as_root)]
+
+    def wait_no_sessions(self, user, timeout=10):
+        """Waits until no server has a session of `user`: the proxy has
+        finished with every earlier connection of that user."""
+        util.wait_until(lambda: all(s.sessions(user) == 0 for s in self.servers), timeout,
+                        what=lambda: "no %s sessions; now %s" % (
+                            user, {s.name: s.sessions(user) for s in self.servers}))

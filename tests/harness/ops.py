@@ -16,9 +16,9 @@ import time
 import pymysql
 
 from . import util
-from .clients import pymysql_connect
+from .clients import login, pymysql_connect, scalar
 from .protocol import Reader, password_hash
-from .proxy import Proxy, config_text
+from .proxy import Proxy, config_text, main_settings
 
 # The admin console's account, known only to the proxies' configuration.
 ADMIN_USER = "myroute_admin"
@@ -51,6 +51,15 @@ def admin_settings(admin_port, user=ADMIN_USER, password=ADMIN_PASSWORD):
     return [("admin.listen", "127.0.0.1:%d" % admin_port),
             ("admin.user", user),
             ("admin.password", password_hash(password))]
+
+
+def quiet_settings(cluster, **top):
+    """main_settings with health checks rare unless asked (so that they do
+    not move connection counts while a test reads them) and a short
+    shutdown_timeout."""
+    top.setdefault("health.interval", "30s")
+    top.setdefault("shutdown_timeout", "2s")
+    return main_settings(cluster, **top)
 
 
 class OpsProxy(Proxy):
@@ -115,12 +124,6 @@ class OpsProxy(Proxy):
                                 what=lambda: "myroute to listen on %d; stderr:\n%s"
                                 % (port, self.log_tail()))
         return self
-
-    def _listening(self, port):
-        if self.proc.poll() is not None:
-            raise RuntimeError("myroute exited with status %s during start-up; stderr:\n%s"
-                               % (self.proc.returncode, self.log_tail()))
-        return util.is_listening(port)
 
     # --- admin console --------------------------------------------------------
 
@@ -492,3 +495,16 @@ def conn_error_code(fn):
     except pymysql.err.Error as e:
         return e.args[0] if e.args else None
     return None
+
+
+def one_on_first_replica(px, cluster, held):
+    """An app_ro connection through `px` on the cluster's first replica,
+    with none left on the second: two logins to an idle pool land one on
+    each replica, and the one on the second is closed.  Both go to `held`."""
+    r1, r2 = cluster.replicas
+    pair = [login(px, "app_ro") for _ in range(2)]
+    held += pair
+    by_port = {scalar(c, "SELECT @@port"): c for c in pair}
+    assert set(by_port) == {r1.port, r2.port}
+    by_port[r2.port].close()
+    return by_port[r1.port]

@@ -349,6 +349,12 @@ class RawClient:
         self.sock.sendall(frame(self.seq, payload))
         self.seq = (self.seq + 1 + len(payload) // MAX_PAYLOAD) & 0xFF
 
+    def read_err(self):
+        """Reads a packet that must be an ERR; returns it as a ServerError."""
+        payload = self.read()
+        assert payload[0] == 0xFF, payload
+        return parse_err(payload)
+
     def read_greeting(self):
         self.greeting = parse_greeting(self.read())
         return self.greeting

@@ -2,7 +2,6 @@
 
 import os
 import re
-import signal
 import subprocess
 
 from . import util
@@ -74,51 +73,48 @@ class Proxy:
     def pid(self):
         return self.proc.pid
 
+    def command(self):
+        """The command line that start() runs (subclasses may wrap it)."""
+        binary = binary_path()
+        if not os.access(binary, os.X_OK):
+            raise RuntimeError("myroute binary not found at %s (build it with "
+                               "`cargo build --release` or set MYROUTE_BIN)" % binary)
+        return [binary, "-c", self.config_path]
+
     def start(self, timeout=15):
         # The file holds password hashes: readable by its owner only.
         fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(config_text([("listen", self.address)] + self.settings))
-        binary = binary_path()
-        if not os.access(binary, os.X_OK):
-            raise RuntimeError("myroute binary not found at %s (build it with "
-                               "`cargo build --release` or set MYROUTE_BIN)" % binary)
+        args = self.command()
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         env.update(self.env)
         for k in self.unset_env:
             env.pop(k, None)
         self._log_file = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([binary, "-c", self.config_path], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                      stdout=self._log_file, stderr=self._log_file, env=env,
                                      start_new_session=True)
         Proxy.running.append(self)
-
-        def listening():
-            if self.proc.poll() is not None:
-                raise RuntimeError("myroute exited with status %s during start-up; stderr:\n%s"
-                                   % (self.proc.returncode, self.log_tail()))
-            return util.is_listening(self.port)
-        util.wait_until(listening, timeout,
+        util.wait_until(lambda: self._listening(self.port), timeout,
                         what=lambda: "myroute to listen on %s; stderr:\n%s"
                         % (self.address, self.log_tail()))
         return self
+
+    def _listening(self, port):
+        """True once the process listens on `port`; fails if it has exited."""
+        if self.proc.poll() is not None:
+            raise RuntimeError("myroute exited with status %s during start-up; stderr:\n%s"
+                               % (self.proc.returncode, self.log_tail()))
+        return util.is_listening(port)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self):
         if self.proc is not None:
-            if self.proc.poll() is None:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-                try:
-                    self.proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait(timeout=5)
+            util.stop_process(self.proc, 5)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

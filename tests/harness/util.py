@@ -1,8 +1,11 @@
-"""Small helpers shared by the harness: deadlines and free loopback ports."""
+"""Small helpers shared by the harness: deadlines, free loopback ports and
+processes."""
 
 import errno
 import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -111,3 +114,25 @@ def process_rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError("no VmRSS for pid %d" % pid)
+
+
+def open_fds(pid):
+    """Number of open descriptors of a process."""
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def stop_process(proc, timeout):
+    """Stops a process started with start_new_session=True: SIGTERM to its
+    process group, then SIGKILL if it has not exited within `timeout`
+    seconds."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
