@@ -868,17 +868,16 @@ mod tests {
             | caps::SECURE_CONNECTION
             | caps::PLUGIN_AUTH
             | caps::PLUGIN_AUTH_LENENC_DATA;
-        let mut p = Vec::new();
-        p.extend_from_slice(&flags.to_le_bytes());
-        p.extend_from_slice(&(1u32 << 24).to_le_bytes());
-        p.push(33);
-        p.extend_from_slice(&[0; 23]);
-        p.extend_from_slice(user);
-        p.push(0);
-        put_lenenc_bytes(&mut p, auth);
-        p.extend_from_slice(plugin);
-        p.push(0);
-        p
+        handshake::encode_response(&handshake::ResponseFields {
+            capabilities: flags,
+            max_packet: 1 << 24,
+            charset: 33,
+            user,
+            auth,
+            database: None,
+            plugin,
+            attrs: None,
+        })
     }
 
     fn query(sql: &str) -> Vec<u8> {

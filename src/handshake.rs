@@ -305,6 +305,53 @@ pub fn parse_client_hello(payload: &[u8]) -> Result<ClientHello, Error> {
     }))
 }
 
+/// The fields of a HandshakeResponse41 to encode, borrowed.
+pub struct ResponseFields<'a> {
+    pub capabilities: u32,
+    pub max_packet: u32,
+    pub charset: u8,
+    pub user: &'a [u8],
+    pub auth: &'a [u8],
+    pub database: Option<&'a [u8]>,
+    pub plugin: &'a [u8],
+    /// The connection attributes block (without its length).
+    pub attrs: Option<&'a [u8]>,
+}
+
+/// Encodes a HandshakeResponse41 (payload only) exactly as its
+/// capabilities say: auth data length-encoded or with a one-byte length
+/// (PLUGIN_AUTH_LENENC_DATA), the database with CONNECT_WITH_DB (empty when
+/// there is none, as some clients send it), the plugin name with
+/// PLUGIN_AUTH, the attributes with CONNECT_ATTRS.
+pub fn encode_response(f: &ResponseFields) -> Vec<u8> {
+    let flags = f.capabilities;
+    let mut p = Vec::with_capacity(128);
+    p.extend_from_slice(&flags.to_le_bytes());
+    p.extend_from_slice(&f.max_packet.to_le_bytes());
+    p.push(f.charset);
+    p.extend_from_slice(&[0; 23]);
+    p.extend_from_slice(f.user);
+    p.push(0);
+    if flags & caps::PLUGIN_AUTH_LENENC_DATA != 0 {
+        put_lenenc_bytes(&mut p, f.auth);
+    } else {
+        p.push(f.auth.len() as u8);
+        p.extend_from_slice(f.auth);
+    }
+    if flags & caps::CONNECT_WITH_DB != 0 {
+        p.extend_from_slice(f.database.unwrap_or_default());
+        p.push(0);
+    }
+    if flags & caps::PLUGIN_AUTH != 0 {
+        p.extend_from_slice(f.plugin);
+        p.push(0);
+    }
+    if let Some(a) = f.attrs.filter(|_| flags & caps::CONNECT_ATTRS != 0) {
+        put_lenenc_bytes(&mut p, a);
+    }
+    p
+}
+
 /// Builds the HandshakeResponse41 myroute sends a backend on the client's
 /// behalf: the client's capabilities, max packet, character set, user,
 /// database and attributes, with a mysql_native_password token. Of the
@@ -314,40 +361,22 @@ pub fn parse_client_hello(payload: &[u8]) -> Result<ClientHello, Error> {
 pub fn build_response(client: &Response, backend_caps: u32, token: &[u8]) -> Vec<u8> {
     let mut flags = client.capabilities | caps::SECURE_CONNECTION | caps::PLUGIN_AUTH;
     flags &= !(caps::PLUGIN_AUTH_LENENC_DATA | caps::CONNECT_ATTRS) | backend_caps;
-    let attrs = client
-        .attrs
-        .as_ref()
-        .filter(|_| flags & caps::CONNECT_ATTRS != 0);
-    if attrs.is_none() {
+    if client.attrs.is_none() {
         flags &= !caps::CONNECT_ATTRS;
     }
     if client.database.is_some() {
         flags |= caps::CONNECT_WITH_DB;
     }
-    let mut p = Vec::with_capacity(128);
-    p.extend_from_slice(&flags.to_le_bytes());
-    p.extend_from_slice(&client.max_packet.to_le_bytes());
-    p.push(client.charset);
-    p.extend_from_slice(&[0; 23]);
-    p.extend_from_slice(&client.user);
-    p.push(0);
-    if flags & caps::PLUGIN_AUTH_LENENC_DATA != 0 {
-        put_lenenc_bytes(&mut p, token);
-    } else {
-        p.push(token.len() as u8);
-        p.extend_from_slice(token);
-    }
-    if flags & caps::CONNECT_WITH_DB != 0 {
-        // Some clients set the flag with an empty name; so does this.
-        p.extend_from_slice(client.database.as_deref().unwrap_or_default());
-        p.push(0);
-    }
-    p.extend_from_slice(NATIVE);
-    p.push(0);
-    if let Some(a) = attrs {
-        put_lenenc_bytes(&mut p, a);
-    }
-    p
+    encode_response(&ResponseFields {
+        capabilities: flags,
+        max_packet: client.max_packet,
+        charset: client.charset,
+        user: &client.user,
+        auth: token,
+        database: client.database.as_deref(),
+        plugin: NATIVE,
+        attrs: client.attrs.as_deref(),
+    })
 }
 
 /// Builds AuthSwitchRequest to mysql_native_password with a fresh salt.

@@ -1449,25 +1449,19 @@ user.nopw.pool = primary
             | caps::CONNECT_ATTRS
             | caps::COMPRESS // not offered: must not reach the backend
             | if db.is_some() { caps::CONNECT_WITH_DB } else { 0 };
-        let mut p = Vec::new();
-        p.extend_from_slice(&flags.to_le_bytes());
-        p.extend_from_slice(&(16u32 << 20).to_le_bytes());
-        p.push(33);
-        p.extend_from_slice(&[0; 23]);
-        p.extend_from_slice(user);
-        p.push(0);
-        put_lenenc_bytes(&mut p, token);
-        if let Some(db) = db {
-            p.extend_from_slice(db);
-            p.push(0);
-        }
-        p.extend_from_slice(plugin);
-        p.push(0);
         let mut attrs = Vec::new();
         put_lenenc_bytes(&mut attrs, b"_client_name");
         put_lenenc_bytes(&mut attrs, b"test");
-        put_lenenc_bytes(&mut p, &attrs);
-        p
+        handshake::encode_response(&handshake::ResponseFields {
+            capabilities: flags,
+            max_packet: 16 << 20,
+            charset: 33,
+            user,
+            auth: token,
+            database: db,
+            plugin,
+            attrs: Some(&attrs),
+        })
     }
 
     /// A greeted pair that has sent `user`'s right password.

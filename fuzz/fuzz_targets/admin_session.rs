@@ -244,31 +244,19 @@ fn login_packet(setup: u8, user: &str, plugin: &[u8], auth: &[u8]) -> Vec<u8> {
     if setup & 0x80 == 0 {
         flags |= caps::PLUGIN_AUTH_LENENC_DATA;
     }
-    let mut p = Vec::new();
-    p.extend_from_slice(&flags.to_le_bytes());
-    p.extend_from_slice(&(16u32 << 20).to_le_bytes());
-    p.push(45);
-    p.extend_from_slice(&[0; 23]);
-    p.extend_from_slice(user.as_bytes());
-    p.push(0);
-    if flags & caps::PLUGIN_AUTH_LENENC_DATA != 0 {
-        put_lenenc_bytes(&mut p, auth);
-    } else {
-        p.push(auth.len() as u8);
-        p.extend_from_slice(auth);
-    }
-    if flags & caps::CONNECT_WITH_DB != 0 {
-        p.extend_from_slice(b"admin\0");
-    }
-    p.extend_from_slice(plugin);
-    p.push(0);
-    if flags & caps::CONNECT_ATTRS != 0 {
-        let mut kv = Vec::new();
-        put_lenenc_bytes(&mut kv, b"_client_name");
-        put_lenenc_bytes(&mut kv, b"fuzz");
-        put_lenenc_bytes(&mut p, &kv);
-    }
-    p
+    let mut kv = Vec::new();
+    put_lenenc_bytes(&mut kv, b"_client_name");
+    put_lenenc_bytes(&mut kv, b"fuzz");
+    handshake::encode_response(&handshake::ResponseFields {
+        capabilities: flags,
+        max_packet: 16 << 20,
+        charset: 45,
+        user: user.as_bytes(),
+        auth,
+        database: Some(b"admin"),
+        plugin,
+        attrs: Some(&kv),
+    })
 }
 
 /// Splits `out` into `(seq, payload)`, checking the framing.

@@ -308,28 +308,20 @@ fn login_packet(
     if attrs {
         flags |= caps::CONNECT_ATTRS;
     }
-    let mut p = Vec::new();
-    p.extend_from_slice(&flags.to_le_bytes());
-    p.extend_from_slice(&(16u32 << 20).to_le_bytes());
-    p.push(45);
-    p.extend_from_slice(&[0; 23]);
-    p.extend_from_slice(user);
-    p.push(0);
-    if flags & caps::PLUGIN_AUTH_LENENC_DATA != 0 {
-        put_lenenc_bytes(&mut p, &auth);
-    } else {
-        p.push(auth.len() as u8);
-        p.extend_from_slice(&auth);
-    }
-    if db {
-        p.extend_from_slice(b"app\0");
-    }
-    if flags & caps::PLUGIN_AUTH != 0 {
-        p.extend_from_slice(plugin);
-        p.push(0);
-    }
+    let mut fields = handshake::ResponseFields {
+        capabilities: flags,
+        max_packet: 16 << 20,
+        charset: 45,
+        user,
+        auth: &auth,
+        database: db.then_some(&b"app"[..]),
+        plugin,
+        attrs: None,
+    };
+    let mut kv = Vec::new();
     if attrs {
-        let mut kv = Vec::new();
+        // Everything but the attributes, to size the padding below.
+        let p = handshake::encode_response(&fields);
         put_lenenc_bytes(&mut kv, b"_client_name");
         put_lenenc_bytes(&mut kv, b"fuzz");
         if let Some(total) = fill {
@@ -350,8 +342,9 @@ fn login_packet(
                 put_lenenc_bytes(&mut kv, &vec![b'p'; v]);
             }
         }
-        put_lenenc_bytes(&mut p, &kv);
+        fields.attrs = Some(&kv);
     }
+    let p = handshake::encode_response(&fields);
     let seq = if b & 0xC0 == 0xC0 { c } else { 1 };
     // A right token for a configured account (not a token for another
     // plugin, which the proxy answers with a switch).
