@@ -6,7 +6,9 @@
 
 #![forbid(unsafe_code)]
 
-use myroute::{config, event_loop, scramble, sys};
+use myroute::config;
+use myroute::protocol::scramble;
+use myroute::runtime::{event_loop, io, sys};
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -40,11 +42,7 @@ fn parse_args(args: &[String]) -> Result<(Command, Option<String>), String> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "-c" | "--config" => {
-                file = Some(
-                    it.next()
-                        .ok_or_else(|| format!("{a} needs a file name"))?
-                        .clone(),
-                );
+                file = Some(it.next().ok_or_else(|| format!("{a} needs a file name"))?.clone());
             }
             "--check" => cmd = Command::Check,
             "--hash-password" => cmd = Command::HashPassword,
@@ -64,13 +62,19 @@ fn load(path: &str) -> Result<config::Config, String> {
             format!("{path}: {e}")
         }
     })?;
-    config::parse(&text).map_err(|e| {
+    let at = |e: config::Error| {
         if e.line == 0 {
             format!("{path}: {}", e.msg)
         } else {
             format!("{path}:{}: {}", e.line, e.msg)
         }
-    })
+    };
+    let cfg = config::parse_with(&text, &mut io::resolve).map_err(at)?;
+    // Certificates and keys are read now too, so --check finds what start-up
+    // would.
+    let pools = myroute::servers::pool::Pools::from_config(&cfg);
+    io::TlsSource::new().map_err(|e| format!("{path}: {e}"))?.settings(&cfg, &pools).map_err(at)?;
+    Ok(cfg)
 }
 
 /// The file holds password hashes: they can be cracked offline, and one
@@ -88,27 +92,26 @@ fn warn_if_world_readable(path: &str) {
     }
 }
 
+/// Private keys must not be readable by anyone else on the host.
+fn warn_if_key_readable(cfg: &config::Config) {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = cfg.tls.key.iter().chain(cfg.pools.iter().filter_map(|p| p.tls.key.as_ref()));
+    for key in keys {
+        if let Ok(meta) = std::fs::metadata(&key.path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o004 != 0 {
+                let path = &key.path;
+                log::warn!("{path} is readable by other users (mode {mode:03o}); it holds a private key: chmod o-r {path}");
+            }
+        }
+    }
+}
+
 /// `2026-11-25T11:26:49.123Z` (UTC), for log lines.
 fn utc_timestamp(t: std::time::SystemTime) -> String {
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let (secs, ms) = (d.as_secs(), d.subsec_millis());
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    let [year, month, day, h, m, s] = sys::civil_utc(d.as_secs());
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}Z", d.subsec_millis())
 }
 
 fn main() -> ExitCode {
@@ -222,6 +225,7 @@ fn init_logging(level: log::LevelFilter) -> bool {
 /// shutdown completes.
 fn run(cfg: config::Config, path: String, apply_log_level: bool) -> ExitCode {
     warn_if_world_readable(&path);
+    warn_if_key_readable(&cfg);
     match sys::raise_nofile_limit() {
         Ok((before, after)) if before != after => {
             log::info!("descriptor limit raised from {before} to {after}")

@@ -73,9 +73,8 @@ impl Exposition {
 
 /// The buckets of myroute's latency histograms, in seconds (`+Inf` is
 /// implied).
-pub const SECONDS_BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+pub const SECONDS_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// A latency histogram over [`SECONDS_BUCKETS`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -139,11 +138,7 @@ mod tests {
             "Bytes relayed.\nin: from clients \\ out: to them",
             Kind::Counter,
         );
-        e.sample(
-            "myroute_bytes_total",
-            &[("direction", "in")],
-            12345678901234u64,
-        );
+        e.sample("myroute_bytes_total", &[("direction", "in")], 12345678901234u64);
         e.sample("myroute_bytes_total", &[("direction", "out")], 0usize);
         e.family("myroute_x", "Escapes.", Kind::Gauge);
         e.sample("myroute_x", &[("a", "q\"b\\s\nn"), ("b", "é")], 2);
@@ -173,24 +168,14 @@ mod tests {
         assert_eq!(h.count(), 8);
         assert_eq!(h.counts, [1, 2, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0]);
         let mut e = Exposition::new();
-        h.write(
-            &mut e,
-            "myroute_handshake_seconds",
-            "Accept to client verified.",
-        );
+        h.write(&mut e, "myroute_handshake_seconds", "Accept to client verified.");
         let text = e.into_string();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2 + 15 + 2);
         assert_eq!(lines[1], "# TYPE myroute_handshake_seconds histogram");
-        assert_eq!(
-            lines[2],
-            "myroute_handshake_seconds_bucket{le=\"0.0005\"} 1"
-        );
+        assert_eq!(lines[2], "myroute_handshake_seconds_bucket{le=\"0.0005\"} 1");
         assert_eq!(lines[3], "myroute_handshake_seconds_bucket{le=\"0.001\"} 3");
-        assert_eq!(
-            lines[4],
-            "myroute_handshake_seconds_bucket{le=\"0.0025\"} 3"
-        );
+        assert_eq!(lines[4], "myroute_handshake_seconds_bucket{le=\"0.0025\"} 3");
         assert_eq!(lines[12], "myroute_handshake_seconds_bucket{le=\"1\"} 6");
         assert_eq!(lines[13], "myroute_handshake_seconds_bucket{le=\"2.5\"} 7");
         assert_eq!(lines[15], "myroute_handshake_seconds_bucket{le=\"10\"} 7");

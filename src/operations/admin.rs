@@ -6,14 +6,14 @@
 //!                          │ token checked                         │ token checked
 //!                          ├───────────────────────────────────────┘
 //!                 wrong ──▶ ENDED (ERR 1045)
-//!                 right ──▶ READY ──COM_QUERY with a command──▶ EXECUTING
+//!                 right ──▶ READY ──com::QUERY with a command──▶ EXECUTING
 //!                             ▲  (SET, version_comment,            │ reply()
 //!                             │   PING answered here)              │
 //!                             └────────────────────────────────────┘
-//!                           COM_QUIT, oversize packet, bad sequence ──▶ ENDED
+//!                           com::QUIT, oversize packet, bad sequence ──▶ ENDED
 //! ```
 //!
-//! Heads up (MySQL "Connection Phase", "COM_QUERY Response", "Text
+//! Heads up (MySQL "Connection Phase", "com::QUERY Response", "Text
 //! Resultset"; MariaDB "Result Set Packets"):
 //! - the login is the main port's: HandshakeV10, HandshakeResponse41, an
 //!   AuthSwitchRequest to mysql_native_password if the client started with
@@ -30,10 +30,14 @@
 //! gets back (it owns the proxy state) and hands the answer to
 //! [`Session::reply`]. Nothing here touches a socket, a clock or a log.
 
-use crate::errors::{err_packet, Refusal};
-use crate::handshake::{self, caps, ClientHello, Response, NATIVE, STATUS_AUTOCOMMIT};
-use crate::scramble::{self, Secret, LEN as SALT_LEN};
-use crate::wire::{self, put_lenenc_bytes, put_lenenc_int, put_packet, HEADER_LEN};
+use crate::config::ClientTls;
+use crate::protocol::accept::{self, Accept, Accounts, Denial, Step};
+use crate::protocol::constants::{caps, com, status};
+use crate::protocol::errors::{err_packet, Refusal};
+use crate::protocol::scramble::{self, Secret, LEN as SALT_LEN};
+use crate::protocol::wire::{
+    self, put_lenenc_bytes, put_lenenc_int, put_packet, take_packet, Queue,
+};
 use std::net::IpAddr;
 
 /// The admin account, as the current configuration has it: `admin.user`
@@ -140,17 +144,11 @@ pub struct Column {
 
 impl Column {
     pub fn text(name: &'static str) -> Column {
-        Column {
-            name,
-            numeric: false,
-        }
+        Column { name, numeric: false }
     }
 
     pub fn num(name: &'static str) -> Column {
-        Column {
-            name,
-            numeric: true,
-        }
+        Column { name, numeric: true }
     }
 }
 
@@ -164,10 +162,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(columns: Vec<Column>) -> Table {
-        Table {
-            columns,
-            rows: Vec::new(),
-        }
+        Table { columns, rows: Vec::new() }
     }
 }
 
@@ -188,7 +183,7 @@ pub enum Reply {
 /// How a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum End {
-    /// COM_QUIT.
+    /// com::QUIT.
     Quit,
     /// Wrong user or password, or no console account configured (counts as
     /// a failed admin login).
@@ -221,12 +216,6 @@ const CHARSET_BINARY: u16 = 63;
 /// The largest packet the console accepts (a login or a statement).
 pub const MAX_PACKET: usize = 64 * 1024;
 
-/// Command bytes the session understands.
-const COM_QUIT: u8 = 0x01;
-const COM_INIT_DB: u8 = 0x02;
-const COM_QUERY: u8 = 0x03;
-const COM_PING: u8 = 0x0E;
-
 /// Column types and flags (MySQL `include/mysql_com.h`, `field_types.h`).
 const TYPE_LONGLONG: u8 = 0x08;
 const TYPE_VAR_STRING: u8 = 0xFD;
@@ -251,39 +240,21 @@ pub fn server_version() -> String {
 
 /// The rows of HELP: `(command, description)`.
 pub const HELP: &[(&str, &str)] = &[
-    (
-        "SHOW SERVERS",
-        "servers of every pool: state, health check, connections",
-    ),
-    (
-        "SHOW POOLS",
-        "pools: role, fallback, servers up, connections, clients",
-    ),
-    (
-        "SHOW CLIENTS",
-        "client connections: user, address, pool, server, state, bytes",
-    ),
+    ("SHOW SERVERS", "servers of every pool: state, health check, connections"),
+    ("SHOW POOLS", "pools: role, fallback, servers up, connections, clients"),
+    ("SHOW CLIENTS", "client connections: user, address, pool, server, state, bytes"),
     ("SHOW STATS", "counters since start"),
-    (
-        "SHOW CONFIG",
-        "the effective configuration (password hashes hidden)",
-    ),
+    ("SHOW CONFIG", "the effective configuration (password hashes hidden)"),
     ("SHOW VERSION", "myroute's version"),
-    (
-        "DRAIN SERVER 'host:port'",
-        "send no new connection to a server; existing ones go on",
-    ),
+    ("DRAIN SERVER 'host:port'", "send no new connection to a server; existing ones go on"),
     ("ENABLE SERVER 'host:port'", "undo DRAIN SERVER"),
-    (
-        "KILL id",
-        "close a client connection and its backend connection",
-    ),
+    ("KILL id", "close a client connection and its backend connection"),
     ("RELOAD", "reread the configuration file"),
     ("SHUTDOWN", "stop gracefully, as on SIGTERM"),
     ("HELP", "this list"),
 ];
 
-/// Parses one COM_QUERY statement. Keywords are case-insensitive,
+/// Parses one com::QUERY statement. Keywords are case-insensitive,
 /// whitespace runs count as one space, trailing `;` and whitespace are
 /// ignored. `Err` holds the ERR 1064 message.
 pub fn parse_command(sql: &[u8]) -> Result<Parsed, String> {
@@ -347,28 +318,41 @@ fn parse_id(word: &str) -> Option<u32> {
 pub fn help_table() -> Table {
     Table {
         columns: vec![Column::text("command"), Column::text("description")],
-        rows: HELP
-            .iter()
-            .map(|(c, d)| vec![Some(c.to_string()), Some(d.to_string())])
-            .collect(),
+        rows: HELP.iter().map(|(c, d)| vec![Some(c.to_string()), Some(d.to_string())]).collect(),
     }
 }
 
 /// Where the session is.
 enum State {
-    /// Greeting sent; waiting for HandshakeResponse41 (sequence 1).
-    AwaitingResponse { salt: [u8; SALT_LEN] },
-    /// AuthSwitchRequest sent; waiting for AuthSwitchResponse (sequence 3).
-    AwaitingSwitch {
-        salt: [u8; SALT_LEN],
-        hello: Box<Response>,
-    },
+    /// Greeting sent; the login exchange is under way.
+    LoggingIn(Box<Accept>),
     /// Logged in; waiting for a command.
     Ready,
     /// A command was handed to the loop; waiting for `reply`.
     Executing,
     /// Nothing more is read; close once `out` is flushed.
     Ended(End),
+}
+
+/// The console account as the login checks it: one user; any other name
+/// is checked against the same hash, so it costs the same as a wrong
+/// password.
+impl Accounts for AdminAuth<'_> {
+    fn stage2(&self, user: &[u8]) -> Option<Option<&Secret>> {
+        scramble::ct_eq(user, self.user.as_bytes()).then_some(Some(self.stage2))
+    }
+}
+
+/// No console account: every login is refused (after the same work).
+struct NoAccount;
+
+/// What a login is checked against when there is no console account.
+const DECOY: Secret = Secret([0x5A; SALT_LEN]);
+
+impl Accounts for NoAccount {
+    fn stage2(&self, _: &[u8]) -> Option<Option<&Secret>> {
+        None
+    }
 }
 
 /// One admin console connection.
@@ -388,7 +372,7 @@ pub struct Session {
     pub id: u32,
     /// Bytes for the socket.
     pub out: Vec<u8>,
-    /// The peer's address as ERR 1045 names it.
+    /// The peer's address, as `USER()` names it.
     host: String,
     state: State,
     /// The client's capabilities, narrowed to ours.
@@ -397,24 +381,36 @@ pub struct Session {
     user: Option<String>,
     /// The user name the client sent, for the loop's log of a denied login.
     attempted: Option<Vec<u8>>,
+    /// The client sent an SSLRequest: the loop starts TLS on the socket.
+    tls_wanted: bool,
 }
 
 impl Session {
     /// A new session for a connection just accepted from `peer`; the
     /// HandshakeV10 greeting (version [`server_version`]) is queued in `out`.
-    pub fn new(id: u32, salt: [u8; SALT_LEN], peer: IpAddr) -> Session {
-        let greeting =
-            handshake::build_greeting(&server_version(), id, &salt, CAPABILITIES, CHARSET_UTF8MB4);
-        let mut out = Vec::with_capacity(greeting.len() + HEADER_LEN);
-        put_packet(&mut out, 0, &greeting);
+    /// `tls` is the main port's setting, which the console follows.
+    pub fn new(id: u32, salt: [u8; SALT_LEN], peer: IpAddr, tls: ClientTls) -> Session {
+        let version = server_version();
+        let ssl = if tls.offered() { caps::SSL } else { 0 };
+        let greeting = accept::Greeting {
+            version: &version,
+            connection_id: id,
+            capabilities: CAPABILITIES | ssl,
+            ext: 0,
+            charset: CHARSET_UTF8MB4,
+            tls_required: tls == ClientTls::Required,
+        };
+        let mut out = Vec::with_capacity(128);
+        let login = Accept::new(&greeting, salt, peer.to_string(), &mut out);
         Session {
             id,
             out,
             host: peer.to_string(),
-            state: State::AwaitingResponse { salt },
+            state: State::LoggingIn(Box::new(login)),
             client_caps: 0,
             user: None,
             attempted: None,
+            tls_wanted: false,
         }
     }
 
@@ -442,6 +438,20 @@ impl Session {
         self.attempted.as_deref()
     }
 
+    /// True once if the client asked for TLS: the loop runs the handshake
+    /// (what `input` still holds are its first records), then calls
+    /// [`Session::tls_started`].
+    pub fn take_tls_request(&mut self) -> bool {
+        std::mem::take(&mut self.tls_wanted)
+    }
+
+    /// The TLS handshake is done: the login goes on inside it.
+    pub fn tls_started(&mut self) {
+        if let State::LoggingIn(login) = &mut self.state {
+            login.tls_started();
+        }
+    }
+
     /// True while a command returned by `feed` waits for `reply`.
     pub fn executing(&self) -> bool {
         matches!(self.state, State::Executing)
@@ -459,31 +469,27 @@ impl Session {
         salt: &mut dyn FnMut() -> [u8; SALT_LEN],
     ) -> Option<Command> {
         loop {
-            if !matches!(
-                self.state,
-                State::AwaitingResponse { .. } | State::AwaitingSwitch { .. } | State::Ready
-            ) {
+            if !matches!(self.state, State::LoggingIn(_) | State::Ready) {
                 break None;
             }
-            let Some((len, seq)) = wire::header_of(input) else {
-                break None;
+            let command = match take_packet(input, MAX_PACKET) {
+                Ok(None) => break None,
+                Ok(Some((seq, mut payload))) => self.on_packet(seq, &mut payload, auth, salt),
+                Err(e) => {
+                    let seq = wire::peek_header(input).map_or(0, |(_, seq)| seq);
+                    self.too_large(e, seq);
+                    None
+                }
             };
-            if len > MAX_PACKET {
-                // Refused on the header: the bytes are never buffered.
-                self.too_large(seq);
-                wipe(input, input.len());
-                break None;
-            }
-            let Some(payload) = input.get(HEADER_LEN..HEADER_LEN + len) else {
-                break None;
-            };
-            let command = self.on_packet(seq, payload, auth, salt);
             if self.finished() {
                 // Nothing after the end is read; it may hold a token.
-                wipe(input, input.len());
+                input.consume_front(input.len());
                 break None;
             }
-            wipe(input, HEADER_LEN + len);
+            if self.tls_wanted {
+                // What follows the SSLRequest is TLS, for the loop.
+                break None;
+            }
             if command.is_some() {
                 break command;
             }
@@ -502,11 +508,7 @@ impl Session {
             Reply::Ok(info) => ok_packet(&mut self.out, 1, 0x00, &info),
             Reply::Err { code, state, msg } => {
                 // A malformed SQLSTATE would break the packet's layout.
-                let state = if state.len() == 5 && state.is_ascii() {
-                    state
-                } else {
-                    "HY000"
-                };
+                let state = if state.len() == 5 && state.is_ascii() { state } else { "HY000" };
                 self.out.extend(err_packet(1, code, state, &msg));
             }
         }
@@ -516,21 +518,33 @@ impl Session {
     fn on_packet(
         &mut self,
         seq: u8,
-        payload: &[u8],
+        payload: &mut [u8],
         auth: Option<&AdminAuth>,
         salt: &mut dyn FnMut() -> [u8; SALT_LEN],
     ) -> Option<Command> {
         match std::mem::replace(&mut self.state, State::Executing) {
-            State::AwaitingResponse { salt: ours } => {
-                self.on_response(seq, payload, ours, auth, salt);
-                None
-            }
-            State::AwaitingSwitch { salt: ours, hello } => {
-                if seq != 3 {
-                    self.out_of_order(seq);
-                } else {
-                    self.verify(&hello, &ours, payload, 4, auth);
-                }
+            State::LoggingIn(mut login) => {
+                let step = match auth {
+                    Some(a) => login.on_packet(seq, payload, a, a.stage2, salt, &mut self.out),
+                    None => login.on_packet(seq, payload, &NoAccount, &DECOY, salt, &mut self.out),
+                };
+                self.attempted = login.user().map(<[u8]>::to_vec);
+                self.state = match step {
+                    Step::Continue => State::LoggingIn(login),
+                    Step::StartTls => {
+                        self.tls_wanted = true;
+                        State::LoggingIn(login)
+                    }
+                    Step::Verified(v) => {
+                        self.client_caps = v.hello.capabilities;
+                        self.user = Some(String::from_utf8_lossy(&v.hello.user).into_owned());
+                        ok_packet(&mut self.out, v.seq, 0x00, "");
+                        State::Ready
+                    }
+                    Step::Refused(Denial::AccessDenied) => State::Ended(End::AccessDenied),
+                    Step::Refused(Denial::Protocol(what)) => State::Ended(End::ProtocolError(what)),
+                    Step::Refused(Denial::Insecure) => State::Ended(End::ProtocolError("no TLS")),
+                };
                 None
             }
             State::Ready => self.on_command(seq, payload),
@@ -539,94 +553,6 @@ impl Session {
                 self.state = other;
                 None
             }
-        }
-    }
-
-    /// HandshakeResponse41 (or SSLRequest / pre-4.1 response).
-    fn on_response(
-        &mut self,
-        seq: u8,
-        payload: &[u8],
-        ours: [u8; SALT_LEN],
-        auth: Option<&AdminAuth>,
-        salt: &mut dyn FnMut() -> [u8; SALT_LEN],
-    ) {
-        if seq != 1 {
-            return self.out_of_order(seq);
-        }
-        let mut hello = match handshake::parse_client_hello(payload) {
-            Ok(ClientHello::Response(r)) => r,
-            Ok(ClientHello::SslRequest) => {
-                return self.refuse(Refusal::SslUnsupported, 2, End::ProtocolError("SSLRequest"))
-            }
-            Ok(ClientHello::Pre41) => {
-                return self.refuse(
-                    Refusal::Pre41Client,
-                    2,
-                    End::ProtocolError("pre-4.1 client"),
-                )
-            }
-            Err(e) => {
-                return self.refuse(
-                    Refusal::BadHandshake(e.to_string()),
-                    2,
-                    End::ProtocolError("bad handshake"),
-                )
-            }
-        };
-        hello.capabilities &= CAPABILITIES;
-        self.client_caps = hello.capabilities;
-        self.attempted = Some(hello.user.clone());
-        if !hello.plugin.is_empty() && hello.plugin != NATIVE {
-            // The token was made for another plugin: ask for a native one,
-            // with a new salt so a token is never checked twice against the
-            // same salt.
-            hello.auth.fill(0);
-            hello.auth.clear();
-            let fresh = salt();
-            put_packet(&mut self.out, 2, &handshake::build_auth_switch(&fresh));
-            self.state = State::AwaitingSwitch {
-                salt: fresh,
-                hello: Box::new(hello),
-            };
-            return;
-        }
-        let token = std::mem::take(&mut hello.auth);
-        self.verify(&hello, &ours, &token, 2, auth);
-        let mut token = token;
-        token.fill(0);
-    }
-
-    /// Checks user and token; answers OK or ERR 1045 with sequence `seq`.
-    fn verify(
-        &mut self,
-        hello: &Response,
-        salt: &[u8; SALT_LEN],
-        token: &[u8],
-        seq: u8,
-        auth: Option<&AdminAuth>,
-    ) {
-        let ok = match auth {
-            Some(a) => {
-                // The token is checked whatever the user name, so a wrong
-                // name costs the same as a wrong password.
-                let token_ok = token_matches(salt, a.stage2, token);
-                scramble::wipe_stack();
-                token_ok & scramble::ct_eq(&hello.user, a.user.as_bytes())
-            }
-            None => false,
-        };
-        if ok {
-            self.user = Some(String::from_utf8_lossy(&hello.user).into_owned());
-            ok_packet(&mut self.out, seq, 0x00, "");
-            self.state = State::Ready;
-        } else {
-            let refusal = Refusal::AccessDenied {
-                user: String::from_utf8_lossy(&hello.user).into_owned(),
-                host: self.host.clone(),
-                using_password: !token.is_empty(),
-            };
-            self.refuse(refusal, seq, End::AccessDenied);
         }
     }
 
@@ -642,9 +568,9 @@ impl Session {
             None => (&0xFF, &[][..]), // an empty packet: no command at all
         };
         match com {
-            COM_QUIT => self.state = State::Ended(End::Quit),
-            COM_PING | COM_INIT_DB => ok_packet(&mut self.out, 1, 0x00, ""),
-            COM_QUERY => match parse_command(sql) {
+            com::QUIT => self.state = State::Ended(End::Quit),
+            com::PING | com::INIT_DB => ok_packet(&mut self.out, 1, 0x00, ""),
+            com::QUERY => match parse_command(sql) {
                 Ok(Parsed::Command(c)) => {
                     self.state = State::Executing;
                     return Some(c);
@@ -665,48 +591,35 @@ impl Session {
                 Err(msg) => self.out.extend(err_packet(1, 1064, "42000", &msg)),
             },
             // ER_UNKNOWN_COM_ERROR
-            _ => self
-                .out
-                .extend(err_packet(1, 1047, "08S01", "Unknown command")),
+            _ => self.out.extend(err_packet(1, 1047, "08S01", "Unknown command")),
         }
         None
     }
 
-    /// Queues an ERR and ends the session.
-    fn refuse(&mut self, r: Refusal, seq: u8, end: End) {
-        self.out.extend(r.packet(seq));
-        self.state = State::Ended(end);
-    }
-
     fn out_of_order(&mut self, seq: u8) {
-        self.refuse(
-            Refusal::PacketsOutOfOrder,
-            seq.wrapping_add(1),
-            End::ProtocolError("sequence id"),
-        );
+        self.out.extend(Refusal::PacketsOutOfOrder.packet(seq.wrapping_add(1)));
+        self.state = State::Ended(End::ProtocolError("sequence id"));
     }
 
-    /// A packet over [`MAX_PACKET`]: ERR 1043 while logging in (as the main
-    /// port answers), ER_NET_PACKET_TOO_LARGE after.
-    fn too_large(&mut self, seq: u8) {
-        let reply_seq = seq.wrapping_add(1);
-        let end = End::ProtocolError("packet too large");
-        match self.state {
-            State::Ready => {
+    /// A packet over [`MAX_PACKET`] (refused on its header, so its bytes
+    /// are never buffered): ERR 1043 while logging in (as the main port
+    /// answers), ER_NET_PACKET_TOO_LARGE after.
+    fn too_large(&mut self, e: wire::Error, seq: u8) {
+        self.state = match std::mem::replace(&mut self.state, State::Executing) {
+            State::LoggingIn(mut login) => {
+                login.bad_packet(e, &mut self.out);
+                State::Ended(End::ProtocolError("packet too large"))
+            }
+            _ => {
                 self.out.extend(err_packet(
-                    reply_seq,
+                    seq.wrapping_add(1),
                     1153,
                     "08S01",
                     "Got a packet bigger than 'max_allowed_packet' bytes",
                 ));
-                self.state = State::Ended(end);
+                State::Ended(End::ProtocolError("packet too large"))
             }
-            _ => self.refuse(
-                Refusal::BadHandshake(crate::wire::Error::TooLarge.to_string()),
-                reply_seq,
-                end,
-            ),
-        }
+        };
     }
 
     /// A text result set (Text Resultset), sequence ids from 1.
@@ -758,22 +671,6 @@ impl Session {
     }
 }
 
-/// Zeroes the first `n` bytes of `input` (they may hold a token), then
-/// removes them.
-fn wipe(input: &mut Vec<u8>, n: usize) {
-    let n = n.min(input.len());
-    input[..n].fill(0);
-    input.drain(..n);
-}
-
-/// Kept out of line so the copies of stage1 that checking leaves on the
-/// stack lie below the caller, which wipes them; the recovered stage1 is
-/// dropped (zeroed) here.
-#[inline(never)]
-fn token_matches(salt: &[u8; SALT_LEN], stage2: &Secret, token: &[u8]) -> bool {
-    scramble::check_token(salt, stage2, token).is_some()
-}
-
 /// ColumnDefinition41 of a column whose longest value is `width` bytes.
 fn column_definition(p: &mut Vec<u8>, c: &Column, width: usize) {
     put_lenenc_bytes(p, b"def"); // catalog
@@ -785,11 +682,7 @@ fn column_definition(p: &mut Vec<u8>, c: &Column, width: usize) {
     put_lenenc_int(p, 0x0C); // length of the fixed fields below
     let (charset, kind, flags) = if c.numeric {
         // As MariaDB describes a BIGINT UNSIGNED expression.
-        (
-            CHARSET_BINARY,
-            TYPE_LONGLONG,
-            UNSIGNED_FLAG | BINARY_FLAG | NUM_FLAG,
-        )
+        (CHARSET_BINARY, TYPE_LONGLONG, UNSIGNED_FLAG | BINARY_FLAG | NUM_FLAG)
     } else {
         (u16::from(CHARSET_UTF8MB4), TYPE_VAR_STRING, 0)
     };
@@ -806,7 +699,7 @@ fn column_definition(p: &mut Vec<u8>, c: &Column, width: usize) {
 
 /// EOF_Packet (PROTOCOL_41): warnings 0, status AUTOCOMMIT.
 fn eof_payload() -> [u8; 5] {
-    let s = STATUS_AUTOCOMMIT.to_le_bytes();
+    let s = status::AUTOCOMMIT.to_le_bytes();
     [0xFE, 0, 0, s[0], s[1]]
 }
 
@@ -820,7 +713,7 @@ fn ok_packet(out: &mut Vec<u8>, seq: u8, header: u8, info: &str) {
     p.push(header);
     put_lenenc_int(&mut p, 0); // affected rows
     put_lenenc_int(&mut p, 0); // last insert id
-    p.extend_from_slice(&STATUS_AUTOCOMMIT.to_le_bytes());
+    p.extend_from_slice(&status::AUTOCOMMIT.to_le_bytes());
     p.extend_from_slice(&0u16.to_le_bytes()); // warnings
     if !info.is_empty() {
         // Keep the packet small whatever the info holds.
@@ -837,7 +730,8 @@ fn ok_packet(out: &mut Vec<u8>, seq: u8, header: u8, info: &str) {
 mod tests {
     //! Each test is a short script: bytes in, expected packets out.
     use super::*;
-    use crate::wire::Reader;
+    use crate::protocol::handshake::{self, NATIVE};
+    use crate::protocol::wire::Reader;
 
     const PW: &[u8] = b"secret";
     const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -870,6 +764,7 @@ mod tests {
             | caps::PLUGIN_AUTH_LENENC_DATA;
         handshake::encode_response(&handshake::ResponseFields {
             capabilities: flags,
+            ext: 0,
             max_packet: 1 << 24,
             charset: 33,
             user,
@@ -881,7 +776,7 @@ mod tests {
     }
 
     fn query(sql: &str) -> Vec<u8> {
-        let mut p = vec![COM_QUERY];
+        let mut p = vec![com::QUERY];
         p.extend_from_slice(sql.as_bytes());
         packet(0, &p)
     }
@@ -900,10 +795,7 @@ mod tests {
 
     fn feed(s: &mut Session, input: &mut Vec<u8>) -> Option<Command> {
         let s2 = stage2();
-        let auth = AdminAuth {
-            user: "admin",
-            stage2: &s2,
-        };
+        let auth = AdminAuth { user: "admin", stage2: &s2 };
         s.feed(input, Some(&auth), &mut || SWITCH_SALT)
     }
 
@@ -921,7 +813,7 @@ mod tests {
 
     /// A session logged in with `flags`, greeting and OK consumed.
     fn logged_in(flags: u32) -> Session {
-        let mut s = Session::new(7, SALT, LOCAL);
+        let mut s = Session::new(7, SALT, LOCAL, ClientTls::Off);
         s.out.clear();
         let mut input = packet(1, &response(flags, b"admin", &token(PW, &SALT), NATIVE));
         assert_eq!(feed(&mut s, &mut input), None);
@@ -932,7 +824,7 @@ mod tests {
 
     #[test]
     fn greeting_offers_native_auth_and_the_console_capabilities() {
-        let mut s = Session::new(7, SALT, LOCAL);
+        let mut s = Session::new(7, SALT, LOCAL, ClientTls::Off);
         let p = packets(&mut s.out);
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].0, 0);
@@ -944,10 +836,7 @@ mod tests {
         assert_eq!(g.capabilities, CAPABILITIES);
         assert_eq!(g.auth_plugin, NATIVE);
         assert_eq!(g.charset, 45);
-        assert_eq!(
-            CAPABILITIES & (caps::SSL | caps::COMPRESS | caps::SESSION_TRACK),
-            0
-        );
+        assert_eq!(CAPABILITIES & (caps::SSL | caps::COMPRESS | caps::SESSION_TRACK), 0);
         assert!(!s.finished());
         assert_eq!(s.user(), None);
     }
@@ -963,42 +852,19 @@ mod tests {
     #[test]
     fn wrong_password_user_or_no_account_is_access_denied_at_sequence_2() {
         let cases: [(&[u8], &[u8], bool, &str); 5] = [
-            (
-                b"admin",
-                b"Secret",
-                true,
-                "'admin'@'10.0.0.9' (using password: YES)",
-            ),
-            (
-                b"Admin",
-                PW,
-                true,
-                "'Admin'@'10.0.0.9' (using password: YES)",
-            ),
+            (b"admin", b"Secret", true, "'admin'@'10.0.0.9' (using password: YES)"),
+            (b"Admin", PW, true, "'Admin'@'10.0.0.9' (using password: YES)"),
             (b"root", PW, true, "'root'@'10.0.0.9' (using password: YES)"),
-            (
-                b"admin",
-                b"",
-                true,
-                "'admin'@'10.0.0.9' (using password: NO)",
-            ),
-            (
-                b"admin",
-                PW,
-                false,
-                "'admin'@'10.0.0.9' (using password: YES)",
-            ),
+            (b"admin", b"", true, "'admin'@'10.0.0.9' (using password: NO)"),
+            (b"admin", PW, false, "'admin'@'10.0.0.9' (using password: YES)"),
         ];
         for (user, pw, configured, tail) in cases {
-            let mut s = Session::new(1, SALT, "10.0.0.9".parse().unwrap());
+            let mut s = Session::new(1, SALT, "10.0.0.9".parse().unwrap(), ClientTls::Off);
             s.out.clear();
             let mut input = packet(1, &response(0, user, &token(pw, &SALT), NATIVE));
             input.extend(query("SHOW SERVERS")); // never read
             let s2 = stage2();
-            let auth = AdminAuth {
-                user: "admin",
-                stage2: &s2,
-            };
+            let auth = AdminAuth { user: "admin", stage2: &s2 };
             let auth = configured.then_some(&auth);
             assert_eq!(s.feed(&mut input, auth, &mut || SWITCH_SALT), None);
             let p = packets(&mut s.out);
@@ -1021,12 +887,9 @@ mod tests {
     #[test]
     fn other_plugin_gets_an_auth_switch_with_a_fresh_salt() {
         for (pw, ok) in [(PW, true), (&b"nope"[..], false)] {
-            let mut s = Session::new(1, SALT, LOCAL);
+            let mut s = Session::new(1, SALT, LOCAL, ClientTls::Off);
             s.out.clear();
-            let mut input = packet(
-                1,
-                &response(0, b"admin", &[9; 32], b"caching_sha2_password"),
-            );
+            let mut input = packet(1, &response(0, b"admin", &[9; 32], b"caching_sha2_password"));
             assert_eq!(feed(&mut s, &mut input), None);
             let p = packets(&mut s.out);
             assert_eq!(p.len(), 1);
@@ -1049,7 +912,7 @@ mod tests {
             }
         }
         // The greeting's salt does not do for the switch.
-        let mut s = Session::new(1, SALT, LOCAL);
+        let mut s = Session::new(1, SALT, LOCAL, ClientTls::Off);
         let mut input = packet(1, &response(0, b"admin", &[], b"client_ed25519"));
         input.extend(packet(3, &token(PW, &SALT)));
         feed(&mut s, &mut input);
@@ -1063,7 +926,7 @@ mod tests {
         let pre41 = vec![0x85, 0x04, 0xff, 0xff, 0xff, b'u', 0];
         let truncated = response(0, b"admin", &[1; 20], NATIVE)[..40].to_vec();
         for payload in [ssl, pre41, truncated] {
-            let mut s = Session::new(1, SALT, LOCAL);
+            let mut s = Session::new(1, SALT, LOCAL, ClientTls::Off);
             s.out.clear();
             let mut input = packet(1, &payload);
             feed(&mut s, &mut input);
@@ -1079,7 +942,7 @@ mod tests {
     #[test]
     fn wrong_sequence_id_is_packets_out_of_order() {
         // Login response with sequence 2 instead of 1.
-        let mut s = Session::new(1, SALT, LOCAL);
+        let mut s = Session::new(1, SALT, LOCAL, ClientTls::Off);
         s.out.clear();
         let mut input = packet(2, &response(0, b"admin", &token(PW, &SALT), NATIVE));
         feed(&mut s, &mut input);
@@ -1088,7 +951,7 @@ mod tests {
         assert_eq!(err(&p[0].1).0, 1156);
         assert_eq!(s.end(), Some(&End::ProtocolError("sequence id")));
         // Auth switch response with sequence 1 instead of 3.
-        let mut s = Session::new(1, SALT, LOCAL);
+        let mut s = Session::new(1, SALT, LOCAL, ClientTls::Off);
         let mut input = packet(1, &response(0, b"admin", &[], b"other"));
         input.extend(packet(1, &token(PW, &SWITCH_SALT)));
         feed(&mut s, &mut input);
@@ -1097,7 +960,7 @@ mod tests {
         assert!(s.finished());
         // A command with sequence 1.
         let mut s = logged_in(0);
-        let mut input = packet(1, &[COM_PING]);
+        let mut input = packet(1, &[com::PING]);
         feed(&mut s, &mut input);
         let p = packets(&mut s.out);
         assert_eq!(p[0].0, 2);
@@ -1112,21 +975,18 @@ mod tests {
         let big = MAX_PACKET + 1;
         let head = [big as u8, (big >> 8) as u8, (big >> 16) as u8];
         // While logging in: 1043, nothing buffered beyond the header.
-        let mut s = Session::new(1, SALT, LOCAL);
+        let mut s = Session::new(1, SALT, LOCAL, ClientTls::Off);
         s.out.clear();
         let mut input = vec![head[0], head[1], head[2], 1];
         feed(&mut s, &mut input);
         let p = packets(&mut s.out);
         assert_eq!(p[0].0, 2);
         let (code, _, msg) = err(&p[0].1);
-        assert_eq!(
-            (code, msg.as_str()),
-            (1043, "Bad handshake: packet too large")
-        );
+        assert_eq!((code, msg.as_str()), (1043, "Bad handshake: packet too large"));
         assert!(s.finished() && input.is_empty());
         // After login: 1153.
         let mut s = logged_in(0);
-        let mut input = vec![head[0], head[1], head[2], 0, COM_QUERY];
+        let mut input = vec![head[0], head[1], head[2], 0, com::QUERY];
         feed(&mut s, &mut input);
         let p = packets(&mut s.out);
         assert_eq!(p[0].0, 1);
@@ -1158,51 +1018,21 @@ mod tests {
             ("RELOAD", Parsed::Command(Reload)),
             ("shutdown ;", Parsed::Command(Shutdown)),
             ("kill 42", Parsed::Command(Kill(42))),
-            (
-                "KILL CONNECTION 4294967295;",
-                Parsed::Command(Kill(u32::MAX)),
-            ),
+            ("KILL CONNECTION 4294967295;", Parsed::Command(Kill(u32::MAX))),
             ("kill   connection\t7", Parsed::Command(Kill(7))),
-            (
-                "DRAIN SERVER '10.0.0.1:3306'",
-                Parsed::Command(Drain("10.0.0.1:3306".into())),
-            ),
-            (
-                "drain server \"db1:3306\";",
-                Parsed::Command(Drain("db1:3306".into())),
-            ),
-            (
-                "Drain  Server `DB1:3306`",
-                Parsed::Command(Drain("DB1:3306".into())),
-            ),
-            (
-                "drain server db1:3306",
-                Parsed::Command(Drain("db1:3306".into())),
-            ),
-            (
-                "drain server [::1]:3306",
-                Parsed::Command(Drain("[::1]:3306".into())),
-            ),
-            (
-                "ENABLE SERVER '127.0.0.1:3307'",
-                Parsed::Command(Enable("127.0.0.1:3307".into())),
-            ),
-            (
-                "enable server 127.0.0.1:3307 ;",
-                Parsed::Command(Enable("127.0.0.1:3307".into())),
-            ),
+            ("DRAIN SERVER '10.0.0.1:3306'", Parsed::Command(Drain("10.0.0.1:3306".into()))),
+            ("drain server \"db1:3306\";", Parsed::Command(Drain("db1:3306".into()))),
+            ("Drain  Server `DB1:3306`", Parsed::Command(Drain("DB1:3306".into()))),
+            ("drain server db1:3306", Parsed::Command(Drain("db1:3306".into()))),
+            ("drain server [::1]:3306", Parsed::Command(Drain("[::1]:3306".into()))),
+            ("ENABLE SERVER '127.0.0.1:3307'", Parsed::Command(Enable("127.0.0.1:3307".into()))),
+            ("enable server 127.0.0.1:3307 ;", Parsed::Command(Enable("127.0.0.1:3307".into()))),
             ("SET NAMES utf8mb4", Parsed::Set),
             ("set autocommit=0", Parsed::Set),
             ("SET", Parsed::Set),
-            (
-                "select @@version_comment limit 1",
-                Parsed::Variables(vec![Variable::VersionComment]),
-            ),
+            ("select @@version_comment limit 1", Parsed::Variables(vec![Variable::VersionComment])),
             ("select DATABASE(), USER() limit 1", Parsed::Whoami),
-            (
-                "SELECT @@VERSION_COMMENT",
-                Parsed::Variables(vec![Variable::VersionComment]),
-            ),
+            ("SELECT @@VERSION_COMMENT", Parsed::Variables(vec![Variable::VersionComment])),
             (
                 "Select  @@version_comment  Limit 1;",
                 Parsed::Variables(vec![Variable::VersionComment]),
@@ -1245,11 +1075,7 @@ mod tests {
             "enable servers a:1",
             "reload now",
         ] {
-            assert_eq!(
-                parse_command(sql.as_bytes()),
-                Err(UNKNOWN_COMMAND.to_string()),
-                "{sql:?}"
-            );
+            assert_eq!(parse_command(sql.as_bytes()), Err(UNKNOWN_COMMAND.to_string()), "{sql:?}");
         }
         assert!(parse_command(b"SHOW \xff").is_err());
     }
@@ -1276,30 +1102,24 @@ mod tests {
     #[test]
     fn ping_init_db_set_quit_and_unknown_command_bytes() {
         let mut s = logged_in(0);
-        let mut input = packet(0, &[COM_PING]);
+        let mut input = packet(0, &[com::PING]);
         input.extend(packet(0, b"\x02app"));
         input.extend(query("SET NAMES utf8"));
         input.extend(packet(0, &[0x11, b'x'])); // COM_CHANGE_USER
         input.extend(packet(0, &[])); // no command byte at all
         assert_eq!(feed(&mut s, &mut input), None);
         let p = packets(&mut s.out);
-        assert_eq!(
-            p[..3],
-            [(1, OK.to_vec()), (1, OK.to_vec()), (1, OK.to_vec())]
-        );
+        assert_eq!(p[..3], [(1, OK.to_vec()), (1, OK.to_vec()), (1, OK.to_vec())]);
         for (seq, payload) in &p[3..] {
             assert_eq!(*seq, 1);
             let (code, state, msg) = err(payload);
-            assert_eq!(
-                (code, state.as_str(), msg.as_str()),
-                (1047, "08S01", "Unknown command")
-            );
+            assert_eq!((code, state.as_str(), msg.as_str()), (1047, "08S01", "Unknown command"));
         }
         assert_eq!(p.len(), 5);
-        let mut input = packet(0, &[COM_QUIT]);
+        let mut input = packet(0, &[com::QUIT]);
         input.extend(query("SHOW SERVERS"));
         assert_eq!(feed(&mut s, &mut input), None);
-        assert!(s.out.is_empty(), "COM_QUIT gets no reply");
+        assert!(s.out.is_empty(), "com::QUIT gets no reply");
         assert_eq!(s.end(), Some(&End::Quit));
         assert!(input.is_empty());
     }
@@ -1431,26 +1251,15 @@ mod tests {
         assert_eq!(packets(&mut s.out), vec![(1, ok)]);
         let mut input = query("kill 99");
         assert_eq!(feed(&mut s, &mut input), Some(Command::Kill(99)));
-        s.reply(Reply::Err {
-            code: 1094,
-            state: "HY000",
-            msg: "Unknown thread id: 99".into(),
-        });
+        s.reply(Reply::Err { code: 1094, state: "HY000", msg: "Unknown thread id: 99".into() });
         let p = packets(&mut s.out);
         assert_eq!(p[0].0, 1);
-        assert_eq!(
-            err(&p[0].1),
-            (1094, "HY000".into(), "Unknown thread id: 99".into())
-        );
+        assert_eq!(err(&p[0].1), (1094, "HY000".into(), "Unknown thread id: 99".into()));
         // A reply with nothing pending, and a bad SQLSTATE, are harmless.
         s.reply(Reply::Ok(String::new()));
         assert!(s.out.is_empty());
         feed(&mut s, &mut query("reload"));
-        s.reply(Reply::Err {
-            code: 1105,
-            state: "X",
-            msg: String::new(),
-        });
+        s.reply(Reply::Err { code: 1105, state: "X", msg: String::new() });
         assert_eq!(err(&packets(&mut s.out)[0].1).1, "HY000");
         // An empty table still makes a valid reply.
         feed(&mut s, &mut query("show stats"));
@@ -1500,7 +1309,7 @@ mod tests {
     /// Drives a whole conversation delivering `stream` in pieces cut at
     /// `cuts`, answering every command with OK "c".
     fn run(stream: &[u8], cuts: &[usize]) -> (Vec<u8>, Vec<Command>) {
-        let mut s = Session::new(3, SALT, LOCAL);
+        let mut s = Session::new(3, SALT, LOCAL, ClientTls::Off);
         let mut input = Vec::new();
         let mut commands = Vec::new();
         let mut from = 0;
@@ -1522,21 +1331,14 @@ mod tests {
         stream.extend(packet(3, &token(PW, &SWITCH_SALT)));
         stream.extend(query("select @@version_comment limit 1"));
         stream.extend(query("show servers"));
-        stream.extend(packet(0, &[COM_PING]));
+        stream.extend(packet(0, &[com::PING]));
         stream.extend(query("DRAIN SERVER 'a:1';"));
         stream.extend(query("bogus"));
-        stream.extend(packet(0, &[COM_QUIT]));
+        stream.extend(packet(0, &[com::QUIT]));
         let (whole, commands) = run(&stream, &[]);
-        assert_eq!(
-            commands,
-            vec![Command::ShowServers, Command::Drain("a:1".into())]
-        );
+        assert_eq!(commands, vec![Command::ShowServers, Command::Drain("a:1".into())]);
         for cut in 0..=stream.len() {
-            assert_eq!(
-                run(&stream, &[cut]),
-                (whole.clone(), commands.clone()),
-                "cut {cut}"
-            );
+            assert_eq!(run(&stream, &[cut]), (whole.clone(), commands.clone()), "cut {cut}");
         }
         let every: Vec<usize> = (1..stream.len()).collect();
         assert_eq!(run(&stream, &every), (whole, commands));
@@ -1556,7 +1358,7 @@ mod tests {
             let mut s = if next() % 2 == 0 {
                 logged_in(next() as u32 & caps::DEPRECATE_EOF)
             } else {
-                Session::new(1, SALT, LOCAL)
+                Session::new(1, SALT, LOCAL, ClientTls::Off)
             };
             let len = (next() % 64) as usize;
             let mut body: Vec<u8> = (0..len).map(|_| next() as u8).collect();

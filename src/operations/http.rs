@@ -130,10 +130,7 @@ fn path_of(target: &[u8]) -> &[u8] {
         },
         None => target,
     };
-    let end = path
-        .iter()
-        .position(|&b| b == b'?' || b == b'#')
-        .unwrap_or(path.len());
+    let end = path.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(path.len());
     path.get(..end).unwrap_or(path)
 }
 
@@ -194,11 +191,7 @@ pub fn response(
     }
     put_header(&mut head, "Content-Length", &body.len().to_string());
     put_header(&mut head, "Connection", "close");
-    if status == 405
-        && !extra_headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("allow"))
-    {
+    if status == 405 && !extra_headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("allow")) {
         put_header(&mut head, "Allow", "GET");
     }
     for (name, value) in extra_headers {
@@ -269,10 +262,7 @@ mod tests {
     use super::*;
 
     fn req(method: &str, path: &str) -> Result<Option<RequestLine>, HttpError> {
-        Ok(Some(RequestLine {
-            method: method.into(),
-            path: path.into(),
-        }))
+        Ok(Some(RequestLine { method: method.into(), path: path.into() }))
     }
 
     #[test]
@@ -287,23 +277,11 @@ mod tests {
         more.extend_from_slice(b"junk\0\0");
         assert_eq!(parse_request(&more), req("GET", "/metrics"));
         // LF-only line ends, HTTP/1.0, no headers.
-        assert_eq!(
-            parse_request(b"GET /ready HTTP/1.0\n\n"),
-            req("GET", "/ready")
-        );
-        assert_eq!(
-            parse_request(b"GET /ready HTTP/1.0\r\n\n"),
-            req("GET", "/ready")
-        );
-        assert_eq!(
-            parse_request(b"GET /ready HTTP/1.0\n\r\n"),
-            req("GET", "/ready")
-        );
+        assert_eq!(parse_request(b"GET /ready HTTP/1.0\n\n"), req("GET", "/ready"));
+        assert_eq!(parse_request(b"GET /ready HTTP/1.0\r\n\n"), req("GET", "/ready"));
+        assert_eq!(parse_request(b"GET /ready HTTP/1.0\n\r\n"), req("GET", "/ready"));
         // Empty lines before the request line are skipped.
-        assert_eq!(
-            parse_request(b"\r\n\nGET / HTTP/1.1\r\n\r\n"),
-            req("GET", "/")
-        );
+        assert_eq!(parse_request(b"\r\n\nGET / HTTP/1.1\r\n\r\n"), req("GET", "/"));
         assert_eq!(parse_request(b"\r\n\r\n"), Ok(None));
         // Header values may be empty or have any visible bytes.
         assert_eq!(
@@ -383,28 +361,16 @@ mod tests {
         assert_eq!(route(&long), Some(Route::BadRequest));
         // Endless empty lines before a request line end at the limit too.
         assert_eq!(parse_request(&[b'\n'; MAX_HEAD]), Err(HttpError::TooLarge));
-        assert_eq!(
-            parse_request(&vec![b'x'; 1 << 20]),
-            Err(HttpError::TooLarge)
-        );
+        assert_eq!(parse_request(&vec![b'x'; 1 << 20]), Err(HttpError::TooLarge));
     }
 
     #[test]
     fn routes() {
         let r = |s: &str| route(s.as_bytes());
-        assert_eq!(
-            r("GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"),
-            Some(Route::Metrics)
-        );
-        assert_eq!(
-            r("GET /metrics?name[]=x HTTP/1.1\r\n\r\n"),
-            Some(Route::Metrics)
-        );
+        assert_eq!(r("GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"), Some(Route::Metrics));
+        assert_eq!(r("GET /metrics?name[]=x HTTP/1.1\r\n\r\n"), Some(Route::Metrics));
         assert_eq!(r("GET /ready HTTP/1.0\r\n\r\n"), Some(Route::Ready));
-        assert_eq!(
-            r("GET http://h:1/ready HTTP/1.1\r\n\r\n"),
-            Some(Route::Ready)
-        );
+        assert_eq!(r("GET http://h:1/ready HTTP/1.1\r\n\r\n"), Some(Route::Ready));
         assert_eq!(r("GET / HTTP/1.1\r\n\r\n"), Some(Route::NotFound));
         assert_eq!(r("GET /metrics/ HTTP/1.1\r\n\r\n"), Some(Route::NotFound));
         assert_eq!(r("GET /METRICS HTTP/1.1\r\n\r\n"), Some(Route::NotFound));
@@ -413,18 +379,9 @@ mod tests {
             r("POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"),
             Some(Route::MethodNotAllowed)
         );
-        assert_eq!(
-            r("HEAD /metrics HTTP/1.1\r\n\r\n"),
-            Some(Route::MethodNotAllowed)
-        );
-        assert_eq!(
-            r("get /metrics HTTP/1.1\r\n\r\n"),
-            Some(Route::MethodNotAllowed)
-        );
-        assert_eq!(
-            r("OPTIONS * HTTP/1.1\r\n\r\n"),
-            Some(Route::MethodNotAllowed)
-        );
+        assert_eq!(r("HEAD /metrics HTTP/1.1\r\n\r\n"), Some(Route::MethodNotAllowed));
+        assert_eq!(r("get /metrics HTTP/1.1\r\n\r\n"), Some(Route::MethodNotAllowed));
+        assert_eq!(r("OPTIONS * HTTP/1.1\r\n\r\n"), Some(Route::MethodNotAllowed));
         assert_eq!(r("GET * HTTP/1.1\r\n\r\n"), Some(Route::BadRequest));
         assert_eq!(r("GET ?metrics HTTP/1.1\r\n\r\n"), Some(Route::BadRequest));
         assert_eq!(r("GET /metrics HTTP/1.1\r\n"), None);
@@ -450,11 +407,9 @@ mod tests {
         assert!(String::from_utf8(canned_response(Route::NotFound).unwrap())
             .unwrap()
             .starts_with("HTTP/1.1 404 Not Found\r\n"));
-        assert!(
-            String::from_utf8(canned_response(Route::BadRequest).unwrap())
-                .unwrap()
-                .starts_with("HTTP/1.1 400 Bad Request\r\n")
-        );
+        assert!(String::from_utf8(canned_response(Route::BadRequest).unwrap())
+            .unwrap()
+            .starts_with("HTTP/1.1 400 Bad Request\r\n"));
         assert_eq!(canned_response(Route::Metrics), None);
         assert_eq!(canned_response(Route::Ready), None);
         let r503 = String::from_utf8(response(
@@ -467,13 +422,9 @@ mod tests {
         assert!(r503.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
         assert!(r503.contains("\r\nRetry-After: 1\r\n\r\nnot ready: pool x\n"));
         // No header line can be injected.
-        let inj = String::from_utf8(response(
-            299,
-            "a\r\nX: y",
-            b"",
-            &[("N\n", "v\r\nSet-Cookie: z")],
-        ))
-        .unwrap();
+        let inj =
+            String::from_utf8(response(299, "a\r\nX: y", b"", &[("N\n", "v\r\nSet-Cookie: z")]))
+                .unwrap();
         assert!(inj.starts_with("HTTP/1.1 299 \r\n"));
         assert_eq!(inj.matches("\r\n").count(), 6, "{inj:?}");
     }

@@ -102,6 +102,25 @@ pub fn wipe_stack() {
     std::hint::black_box(&mut scratch);
 }
 
+/// MariaDB's zero-configuration TLS proof (MariaDB 11.4 "SSL certificate
+/// verification without a CA"): the info a server puts in the OK that ends
+/// a mysql_native_password login over TLS, byte 0x01 then the upper-case
+/// hex of `SHA256(stage2 ‖ greeting salt ‖ SHA256(certificate DER))`. Only
+/// someone holding the account's hash and the certificate the client saw
+/// can compute it, so the client may trust a certificate it has never seen.
+#[cfg(feature = "tls")]
+pub fn tls_proof(stage2: &Secret, greeting_salt: &[u8; LEN], cert_sha256: &[u8; 32]) -> Vec<u8> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(&stage2.0);
+    ctx.update(greeting_salt);
+    ctx.update(cert_sha256);
+    let mut info = vec![0x01];
+    for b in ctx.finish().as_ref() {
+        info.extend_from_slice(format!("{b:02X}").as_bytes());
+    }
+    info
+}
+
 /// Parses `*` + 40 hex digits (either case) into stage2.
 pub fn parse_hash(s: &str) -> Option<Secret> {
     let hex = s.strip_prefix('*')?.as_bytes();
@@ -197,10 +216,7 @@ mod tests {
         assert_eq!(stage1, stage1_of(b"password"));
         // And the recovered stage1 logs in with a different (backend) salt.
         let backend_salt = salt_from_random(*b"zyxwvutsrqponmlkjihg");
-        assert_eq!(
-            token_for(&backend_salt, &stage1),
-            client_token(b"password", &backend_salt)
-        );
+        assert_eq!(token_for(&backend_salt, &stage1), client_token(b"password", &backend_salt));
     }
 
     #[test]
@@ -236,5 +252,20 @@ mod tests {
     #[test]
     fn secret_debug_shows_no_bytes() {
         assert_eq!(format!("{:?}", hash_password(b"password")), "Secret(..)");
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn the_tls_proof_is_the_hash_mariadb_clients_check() {
+        // Against a value computed independently (Python:
+        // hashlib.sha256(bytes([0x11]*20 + [0x22]*20 + [0x33]*32))
+        // .hexdigest().upper()).
+        let proof = tls_proof(&Secret([0x11; LEN]), &[0x22; LEN], &[0x33; 32]);
+        assert_eq!(proof[0], 0x01);
+        assert_eq!(proof.len(), 65);
+        assert_eq!(
+            std::str::from_utf8(&proof[1..]).unwrap(),
+            "73442A7195AFBB4807D116E1A0D1D412B5099CA5ED514DB6878ED476C3B15CDB"
+        );
     }
 }

@@ -4,17 +4,49 @@
 
 #![allow(unsafe_code)]
 
+use crate::protocol::scramble;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+/// Twenty random bytes from the OS.
+pub fn random20() -> [u8; 20] {
+    let mut b = [0u8; 20];
+    if let Err(e) = getrandom::fill(&mut b) {
+        // Without randomness no salt can be trusted; refusing to run is the
+        // only safe answer, and the OS does not fail this on Linux >= 3.17.
+        log::error!("getrandom failed: {e}");
+        std::process::exit(1);
+    }
+    b
+}
+
+/// The UTC civil time of `secs` since 1970: `[year, month, day, hour,
+/// minute, second]` (H. Hinnant's days-to-date algorithm), for log lines and
+/// certificates.
+pub fn civil_utc(secs: u64) -> [u64; 6] {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    [year as u64, month as u64, day as u64, rem / 3600, rem / 60 % 60, rem % 60]
+}
+
+/// A fresh salt for a greeting or an auth switch.
+pub fn fresh_salt() -> [u8; 20] {
+    scramble::salt_from_random(random20())
+}
+
 /// Raises the soft limit on open descriptors to the hard limit (a proxy
 /// needs two per connection). Returns `(before, after)`.
 pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `lim` is a valid, writable rlimit for the call's duration.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(io::Error::last_os_error());
@@ -34,18 +66,10 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
 /// A new non-blocking TCP socket of `addr`'s family; OwnedFd closes it on
 /// every early return of the callers.
 fn tcp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     // SAFETY: plain system call; the result is checked below.
     let fd = unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
+        libc::socket(family, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
     };
     if fd < 0 {
         return Err(io::Error::last_os_error());
@@ -89,9 +113,7 @@ pub fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<mio::net::TcpLis
     if unsafe { libc::listen(fd, 1024) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(mio::net::TcpListener::from_std(
-        std::net::TcpListener::from(owned),
-    ))
+    Ok(mio::net::TcpListener::from_std(std::net::TcpListener::from(owned)))
 }
 
 /// A `sockaddr_storage` holding `addr`, and its length.
@@ -103,9 +125,7 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and aligned for
@@ -118,9 +138,7 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: as above, for sockaddr_in6.
@@ -151,9 +169,7 @@ pub fn connect_from(src: IpAddr, dst: SocketAddr) -> io::Result<mio::net::TcpStr
             return Err(e);
         }
     }
-    Ok(mio::net::TcpStream::from_std(std::net::TcpStream::from(
-        owned,
-    )))
+    Ok(mio::net::TcpStream::from_std(std::net::TcpStream::from(owned)))
 }
 
 /// The signals the event loop handles (SIGHUP, SIGTERM, SIGINT), delivered
@@ -183,9 +199,7 @@ impl Signals {
             if fd < 0 {
                 return Err(io::Error::last_os_error());
             }
-            Ok(Signals {
-                fd: OwnedFd::from_raw_fd(fd),
-            })
+            Ok(Signals { fd: OwnedFd::from_raw_fd(fd) })
         }
     }
 
@@ -196,11 +210,7 @@ impl Signals {
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
         // SAFETY: `info` is writable for `size` bytes; `fd` is our signalfd.
         let n = unsafe {
-            libc::read(
-                self.fd.as_raw_fd(),
-                (&mut info as *mut libc::signalfd_siginfo).cast(),
-                size,
-            )
+            libc::read(self.fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size)
         };
         if n < 0 {
             let e = io::Error::last_os_error();
@@ -231,21 +241,12 @@ pub fn lookup_user(user: &str) -> io::Result<(u32, u32)> {
         let mut pw: libc::passwd = std::mem::zeroed();
         let mut found: *mut libc::passwd = std::ptr::null_mut();
         let mut buf = vec![0 as libc::c_char; 16 * 1024];
-        let rc = libc::getpwnam_r(
-            name.as_ptr(),
-            &mut pw,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        );
+        let rc = libc::getpwnam_r(name.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut found);
         if rc != 0 {
             return Err(io::Error::from_raw_os_error(rc));
         }
         if found.is_null() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no such user '{user}'"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("no such user '{user}'")));
         }
         Ok((pw.pw_uid, pw.pw_gid))
     }

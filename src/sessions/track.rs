@@ -4,12 +4,15 @@
 //! relaying connection only when it is idle.
 //!
 //! The tracker only observes: the caller passes it the command byte of each
-//! client command (found with [`crate::wire::Framer`]) and every byte the
+//! client command (found with [`crate::protocol::wire::Framer`]) and every byte the
 //! backend sends, in order. It walks backend packet headers itself, keeps
 //! the first few payload bytes of each packet, and follows each response
 //! (MySQL "COM_QUERY Response", "Text Resultset", "Binary Protocol
-//! Resultset", "COM_STMT_PREPARE Response", "OK_Packet", "EOF_Packet";
-//! MariaDB's "Result Set Packets" are equivalent). Payload bodies are
+//! Resultset", "com::STMT_PREPARE Response", "OK_Packet", "EOF_Packet";
+//! MariaDB's "Result Set Packets" are equivalent, and with its extended
+//! capabilities: progress reports (ERR-shaped, code 0xFFFF) are skipped,
+//! the "metadata follows" byte of CACHE_METADATA is read, and
+//! COM_STMT_BULK_EXECUTE gets one OK or ERR). Payload bodies are
 //! skipped in O(1) per packet, and nothing is allocated after
 //! construction.
 //!
@@ -21,36 +24,9 @@
 //! mode in which [`Tracker::idle`] is false for the rest of the session.
 //! Packet framing ([`Tracker::at_boundary`]) keeps working in that mode.
 
-use crate::handshake::caps;
-use crate::wire::{decode_header, Reader, HEADER_LEN, MAX_PAYLOAD};
+use crate::protocol::constants::{caps, com, ext, status};
+use crate::protocol::wire::{Framer, Reader, HEAD, MAX_PAYLOAD};
 
-// Command bytes the tracker treats specially.
-const COM_QUIT: u8 = 0x01;
-const COM_FIELD_LIST: u8 = 0x04;
-const COM_STATISTICS: u8 = 0x09;
-const COM_CHANGE_USER: u8 = 0x11;
-const COM_BINLOG_DUMP: u8 = 0x12;
-const COM_STMT_PREPARE: u8 = 0x16;
-const COM_STMT_EXECUTE: u8 = 0x17;
-const COM_STMT_SEND_LONG_DATA: u8 = 0x18;
-const COM_STMT_CLOSE: u8 = 0x19;
-const COM_STMT_FETCH: u8 = 0x1C;
-const COM_BINLOG_DUMP_GTID: u8 = 0x1E;
-const COM_CLONE: u8 = 0x20;
-const COM_SUBSCRIBE_GROUP_REPLICATION_STREAM: u8 = 0x21;
-
-/// SERVER_STATUS_IN_TRANS: a transaction is open.
-const STATUS_IN_TRANS: u16 = 0x0001;
-/// SERVER_MORE_RESULTS_EXISTS: the same command gets another response.
-const STATUS_MORE_RESULTS: u16 = 0x0008;
-/// SERVER_STATUS_CURSOR_EXISTS: COM_STMT_EXECUTE opened a cursor, so its
-/// rows come later, in answer to COM_STMT_FETCH.
-const STATUS_CURSOR_EXISTS: u16 = 0x0040;
-
-/// Payload bytes kept from the head of each packet: enough for an OK_Packet's
-/// status (header, two 9-byte lenenc integers, status) and for
-/// COM_STMT_PREPARE_OK (13 bytes).
-const HEAD: usize = 24;
 /// Runs of outstanding commands the queue holds.
 const QUEUE: usize = 32;
 
@@ -69,7 +45,7 @@ enum Phase {
     /// Rows, up to a terminator (EOF_Packet, or OK_Packet with a 0xFE
     /// header) or an ERR_Packet.
     Rows,
-    /// COM_FIELD_LIST: Column Definition packets up to a terminator or ERR.
+    /// com::FIELD_LIST: Column Definition packets up to a terminator or ERR.
     FieldList,
     /// After COM_STMT_PREPARE_OK: this many parameter and column definitions
     /// and their EOF_Packets.
@@ -81,22 +57,16 @@ enum Phase {
 pub struct Tracker {
     deprecate_eof: bool,
     optional_metadata: bool,
+    /// MariaDB's CACHE_METADATA: a byte after the column count says
+    /// whether Column Definitions follow.
+    cache_metadata: bool,
+    /// MariaDB may send progress reports before a reply.
+    progress: bool,
 
-    // Backend packet framing.
-    /// Header bytes collected so far for the packet being started.
-    header: [u8; HEADER_LEN],
-    have: u8,
-    /// Payload bytes of the current packet not walked yet.
-    left: usize,
-    /// Payload length of the current packet.
+    /// Backend packet framing, keeping the head of each packet.
+    framer: Framer,
+    /// Payload length of the packet being looked at.
     len: usize,
-    /// The current packet is 0xFFFFFF long: the next one continues it.
-    continued: bool,
-    /// Head of the current packet: `head_want` bytes are wanted, `head_have`
-    /// are in; the packet is looked at once all wanted bytes are in.
-    head: [u8; HEAD],
-    head_have: u8,
-    head_want: u8,
 
     // Responses.
     /// Outstanding commands as runs `(command, count)` of one command byte
@@ -114,22 +84,19 @@ pub struct Tracker {
 
 impl Tracker {
     /// A tracker for a session that starts relaying at a packet boundary
-    /// with no command outstanding. `capabilities`: the flags negotiated for
-    /// the session (the client's, narrowed to what was offered);
-    /// DEPRECATE_EOF and OPTIONAL_RESULTSET_METADATA change result-set
-    /// framing.
-    pub fn new(capabilities: u32) -> Tracker {
+    /// with no command outstanding. `capabilities` and `ext` (MariaDB's
+    /// extended ones): the flags negotiated for the session (the client's,
+    /// narrowed to what was offered); DEPRECATE_EOF,
+    /// OPTIONAL_RESULTSET_METADATA, CACHE_METADATA and PROGRESS change the
+    /// framing of replies.
+    pub fn new(capabilities: u32, ext: u32) -> Tracker {
         Tracker {
             deprecate_eof: capabilities & caps::DEPRECATE_EOF != 0,
             optional_metadata: capabilities & caps::OPTIONAL_RESULTSET_METADATA != 0,
-            header: [0; HEADER_LEN],
-            have: 0,
-            left: 0,
+            cache_metadata: ext & ext::CACHE_METADATA != 0,
+            progress: ext & ext::PROGRESS != 0,
+            framer: Framer::new(HEAD),
             len: 0,
-            continued: false,
-            head: [0; HEAD],
-            head_have: 0,
-            head_want: 0,
             queue: [(0, 0); QUEUE],
             oldest: 0,
             runs: 0,
@@ -160,62 +127,31 @@ impl Tracker {
             return self.lost();
         }
         match cmd {
-            COM_QUIT | COM_STMT_SEND_LONG_DATA | COM_STMT_CLOSE => {}
-            // A replication or clone stream never ends; COM_CHANGE_USER
-            // would start a new authentication exchange (the proxy refuses
-            // it before it reaches the backend anyway).
-            COM_CHANGE_USER
-            | COM_BINLOG_DUMP
-            | COM_BINLOG_DUMP_GTID
-            | COM_CLONE
-            | COM_SUBSCRIBE_GROUP_REPLICATION_STREAM => self.lost(),
+            com::QUIT | com::STMT_SEND_LONG_DATA | com::STMT_CLOSE => {}
+            // A replication or clone stream never ends; com::CHANGE_USER
+            // starts a new authentication exchange (the proxy takes it
+            // itself, and starts a new tracker after it).
+            com::CHANGE_USER
+            | com::BINLOG_DUMP
+            | com::BINLOG_DUMP_GTID
+            | com::CLONE
+            | com::SUBSCRIBE_GROUP_REPLICATION_STREAM => self.lost(),
             _ => self.push(cmd),
         }
     }
 
     /// Bytes the backend sent, appended to the stream in order; split
     /// anywhere.
-    pub fn backend(&mut self, data: &[u8]) {
-        let mut i = 0;
-        while i < data.len() {
-            let rest = &data[i..];
-            if self.head_have < self.head_want {
-                // Collect the packet's head; `head_want` never exceeds the
-                // packet's length, so these bytes are all payload.
-                let at = usize::from(self.head_have);
-                let n = (usize::from(self.head_want) - at).min(rest.len());
-                self.head[at..at + n].copy_from_slice(&rest[..n]);
-                self.head_have += n as u8;
-                self.left -= n;
-                i += n;
-                if self.head_have == self.head_want {
-                    self.packet();
-                }
-            } else if self.left > 0 {
-                let n = self.left.min(rest.len());
-                self.left -= n;
-                i += n;
-            } else {
-                let at = usize::from(self.have);
-                let n = (HEADER_LEN - at).min(rest.len());
-                self.header[at..at + n].copy_from_slice(&rest[..n]);
-                self.have += n as u8;
-                i += n;
-                if usize::from(self.have) == HEADER_LEN {
-                    self.have = 0;
-                    let (len, _) = decode_header(self.header);
-                    let continuation = self.continued;
-                    self.continued = len == MAX_PAYLOAD;
-                    self.left = len;
-                    self.len = len;
-                    self.head_have = 0;
-                    // A packet continuing a 16 MiB one is the middle of a
-                    // payload: nothing to look at.
-                    self.head_want = if continuation { 0 } else { len.min(HEAD) as u8 };
-                    if !continuation && len == 0 {
-                        self.packet();
-                    }
-                }
+    pub fn backend(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let (walked, head) = self.framer.feed(data);
+            data = &data[walked..];
+            if let Some(h) = head {
+                let mut bytes = [0u8; HEAD];
+                bytes[..h.bytes.len()].copy_from_slice(h.bytes);
+                let n = h.bytes.len();
+                self.len = h.len;
+                self.packet(&bytes[..n]);
             }
         }
     }
@@ -223,7 +159,14 @@ impl Tracker {
     /// True when the backend stream is at a packet boundary (and not inside
     /// a payload split over 16 MiB packets).
     pub fn at_boundary(&self) -> bool {
-        self.left == 0 && self.have == 0 && !self.continued
+        self.framer.at_boundary()
+    }
+
+    /// Every command sent has its complete reply (or the tracker lost track
+    /// and can only vouch for a packet boundary): a packet of myroute's own
+    /// may go to the client now.
+    pub fn quiet(&self) -> bool {
+        (self.unknown || self.runs == 0) && self.at_boundary()
     }
 
     /// No command awaits any reply bytes, the backend stream is at a
@@ -258,7 +201,7 @@ impl Tracker {
     /// status flags of its last packet, if it had any.
     fn done(&mut self, status: Option<u16>) {
         self.phase = Phase::First;
-        if status.is_some_and(|s| s & STATUS_MORE_RESULTS != 0) {
+        if status.is_some_and(|s| s & status::MORE_RESULTS != 0) {
             return; // another result set or OK_Packet follows
         }
         let (_, n) = &mut self.queue[self.oldest];
@@ -275,7 +218,7 @@ impl Tracker {
 
     /// Records the status flags of an OK or EOF packet.
     fn saw(&mut self, status: u16) -> u16 {
-        self.in_trans = status & STATUS_IN_TRANS != 0;
+        self.in_trans = status & status::IN_TRANS != 0;
         status
     }
 
@@ -299,12 +242,7 @@ impl Tracker {
     }
 
     /// Looks at the head of a packet that does not continue a 16 MiB one.
-    fn packet(&mut self) {
-        let head_arr = self.head;
-        let head = &head_arr[..usize::from(self.head_have)];
-        // Look once per packet.
-        self.head_want = 0;
-        self.head_have = 0;
+    fn packet(&mut self, head: &[u8]) {
         if self.unknown {
             return;
         }
@@ -312,7 +250,7 @@ impl Tracker {
             // Unsolicited (e.g. an ERR_Packet before the backend closes).
             return self.lost();
         };
-        if cmd == COM_STATISTICS {
+        if cmd == com::STATISTICS {
             // One plain-text packet (or an ERR_Packet).
             return self.done(None);
         }
@@ -326,6 +264,11 @@ impl Tracker {
         let end = self.len < MAX_PAYLOAD;
         let terminator = first == 0xFE && end;
         let err = first == 0xFF && end;
+        if err && self.progress && head.get(1..3) == Some(&[0xFF, 0xFF][..]) {
+            // A progress report (MariaDB "Progress Reporting"): the reply
+            // is still to come.
+            return;
+        }
         match self.phase {
             Phase::First | Phase::Infile => self.first_packet(cmd, first, head),
             _ if err => self.done(None),
@@ -341,8 +284,8 @@ impl Tracker {
                     return self.lost();
                 };
                 let status = self.saw(status);
-                if cmd == COM_STMT_EXECUTE && status & STATUS_CURSOR_EXISTS != 0 {
-                    // A cursor was opened: no rows until COM_STMT_FETCH.
+                if cmd == com::STMT_EXECUTE && status & status::CURSOR_EXISTS != 0 {
+                    // A cursor was opened: no rows until com::STMT_FETCH.
                     self.done(Some(status));
                 } else {
                     self.phase = Phase::Rows;
@@ -351,7 +294,7 @@ impl Tracker {
             Phase::Rows | Phase::FieldList if terminator => self.terminator(head),
             Phase::Rows => {
                 // Binary Protocol rows start with a 0x00 header.
-                let binary = cmd == COM_STMT_EXECUTE || cmd == COM_STMT_FETCH;
+                let binary = cmd == com::STMT_EXECUTE || cmd == com::STMT_FETCH;
                 if binary && first != 0x00 {
                     self.lost();
                 }
@@ -385,17 +328,17 @@ impl Tracker {
         match first {
             0xFF if end => self.done(None), // ERR_Packet
             0xFE if end => self.terminator(head),
-            _ if cmd == COM_FIELD_LIST => self.phase = Phase::FieldList,
-            _ if cmd == COM_STMT_FETCH => {
+            _ if cmd == com::FIELD_LIST => self.phase = Phase::FieldList,
+            _ if cmd == com::STMT_FETCH => {
                 // Rows of an open cursor, then a terminator.
                 self.phase = Phase::Rows;
                 if first != 0x00 {
                     self.lost();
                 }
             }
-            0x00 if cmd == COM_STMT_PREPARE => self.prepare_ok(head),
+            0x00 if cmd == com::STMT_PREPARE => self.prepare_ok(head),
             // COM_STMT_PREPARE gets COM_STMT_PREPARE_OK or ERR_Packet.
-            _ if cmd == COM_STMT_PREPARE => self.lost(),
+            _ if cmd == com::STMT_PREPARE => self.lost(),
             0x00 => match self.status(head) {
                 Some(status) => {
                     let status = self.saw(status);
@@ -414,17 +357,18 @@ impl Tracker {
     }
 
     /// A result set's column count packet: `int<lenenc>` column count, then,
-    /// with OPTIONAL_RESULTSET_METADATA, a byte saying whether Column
-    /// Definitions follow.
+    /// with OPTIONAL_RESULTSET_METADATA or CACHE_METADATA, a byte saying
+    /// whether Column Definitions follow (without them the EOF_Packet
+    /// still comes, unless DEPRECATE_EOF).
     fn column_count(&mut self, head: &[u8]) {
         let mut r = Reader::new(head);
         let count = match r.lenenc_int() {
             Ok(n) if n > 0 && self.len < MAX_PAYLOAD => n,
             _ => return self.lost(),
         };
-        let defs = if self.optional_metadata {
+        let defs = if self.optional_metadata || self.cache_metadata {
             match r.u8() {
-                Ok(0) => 0, // RESULTSET_METADATA_NONE
+                Ok(0) => 0, // RESULTSET_METADATA_NONE, or cached
                 Ok(1) => count,
                 _ => return self.lost(),
             }
@@ -460,6 +404,8 @@ impl Tracker {
             ),
             _ => return self.lost(),
         };
+        // (MariaDB's CACHE_METADATA adds no byte here: a prepare always
+        // sends the definitions.)
         let defs = match head.get(12) {
             _ if !self.optional_metadata => true,
             Some(0) => false, // RESULTSET_METADATA_NONE
@@ -483,7 +429,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{put_lenenc_bytes, put_lenenc_int, put_packet};
+    use crate::protocol::wire::{put_lenenc_bytes, put_lenenc_int, put_packet};
 
     const MODERN: u32 = caps::PROTOCOL_41 | caps::DEPRECATE_EOF | caps::MULTI_RESULTS;
     const CLASSIC: u32 = caps::PROTOCOL_41 | caps::MULTI_RESULTS;
@@ -592,13 +538,18 @@ mod tests {
     /// stream). Then checks that every two-piece split gives the same end
     /// state.
     fn check(capabilities: u32, commands: &[u8], stream: &[u8]) -> Tracker {
-        let mut t = Tracker::new(capabilities);
+        check_ext(capabilities, 0, commands, stream)
+    }
+
+    /// [`check`] for a session that negotiated MariaDB's `ext` flags.
+    fn check_ext(capabilities: u32, ext: u32, commands: &[u8], stream: &[u8]) -> Tracker {
+        let mut t = Tracker::new(capabilities, ext);
         for &c in commands {
             t.command(c);
         }
         let expect_busy = commands
             .iter()
-            .any(|c| ![COM_QUIT, COM_STMT_SEND_LONG_DATA, COM_STMT_CLOSE].contains(c));
+            .any(|c| ![com::QUIT, com::STMT_SEND_LONG_DATA, com::STMT_CLOSE].contains(c));
         assert_eq!(t.idle(), !expect_busy);
         for (i, b) in stream.iter().enumerate() {
             assert!(!t.unknown, "lost track at byte {i}");
@@ -609,7 +560,7 @@ mod tests {
         }
         assert!(!t.unknown, "lost track at the end");
         for split in 0..=stream.len() {
-            let mut u = Tracker::new(capabilities);
+            let mut u = Tracker::new(capabilities, ext);
             for &c in commands {
                 u.command(c);
             }
@@ -636,8 +587,8 @@ mod tests {
 
     #[test]
     fn commands_without_reply_leave_the_session_idle() {
-        let mut t = Tracker::new(MODERN);
-        for c in [COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA, COM_QUIT] {
+        let mut t = Tracker::new(MODERN, 0);
+        for c in [com::STMT_CLOSE, com::STMT_SEND_LONG_DATA, com::QUIT] {
             t.command(c);
             assert!(t.idle());
         }
@@ -667,13 +618,11 @@ mod tests {
 
     #[test]
     fn multi_results_wait_for_the_last_one() {
-        let more = AUTOCOMMIT | STATUS_MORE_RESULTS;
+        let more = AUTOCOMMIT | status::MORE_RESULTS;
         for c in [CLASSIC, MODERN] {
             // CALL p(): two result sets, then the procedure's own OK.
             let mut s = Stream::new(c);
-            s.text_result(&[b"1"], more)
-                .text_result(&[b"a", b"b"], more)
-                .ok(AUTOCOMMIT);
+            s.text_result(&[b"1"], more).text_result(&[b"a", b"b"], more).ok(AUTOCOMMIT);
             idle_after(c, &[0x03], &s.bytes);
             // Multi-statement: OK, result set, ERR ends it all.
             let mut s = Stream::new(c);
@@ -692,7 +641,7 @@ mod tests {
             s.packet(&[0x00, 0x00, 1, 0, 0, 0, 1, 0, 0, 0]);
             s.packet(&[0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00]);
             s.end(AUTOCOMMIT);
-            idle_after(c, &[COM_STMT_EXECUTE], &s.bytes);
+            idle_after(c, &[com::STMT_EXECUTE], &s.bytes);
         }
     }
 
@@ -722,9 +671,9 @@ mod tests {
                 if columns > 0 && c == CLASSIC {
                     s.eof(AUTOCOMMIT);
                 }
-                idle_after(c, &[COM_STMT_PREPARE], &s.bytes);
+                idle_after(c, &[com::STMT_PREPARE], &s.bytes);
             }
-            idle_after(c, &[COM_STMT_PREPARE], &Stream::new(c).err().bytes);
+            idle_after(c, &[com::STMT_PREPARE], &Stream::new(c).err().bytes);
         }
     }
 
@@ -733,32 +682,108 @@ mod tests {
         let c = MODERN | caps::OPTIONAL_RESULTSET_METADATA;
         // Text result set without Column Definitions.
         let mut s = Stream::new(c);
-        s.packet(&[2, 0])
-            .packet(&[1, b'a', 1, b'b'])
-            .end(AUTOCOMMIT);
+        s.packet(&[2, 0]).packet(&[1, b'a', 1, b'b']).end(AUTOCOMMIT);
         idle_after(c, &[0x03], &s.bytes);
         // ... and with them.
         let mut s = Stream::new(c);
-        s.packet(&[1, 1])
-            .column(b"c")
-            .packet(&[1, b'a'])
-            .end(AUTOCOMMIT);
+        s.packet(&[1, 1]).column(b"c").packet(&[1, b'a']).end(AUTOCOMMIT);
         idle_after(c, &[0x03], &s.bytes);
         // Prepared statement without definitions.
         let mut p = prepare_ok(2, 1);
         p.push(0);
-        idle_after(c, &[COM_STMT_PREPARE], &Stream::new(c).packet(&p).bytes);
+        idle_after(c, &[com::STMT_PREPARE], &Stream::new(c).packet(&p).bytes);
         // The flag byte missing is not understood.
-        let mut t = Tracker::new(c);
+        let mut t = Tracker::new(c, 0);
         t.command(0x03);
         t.backend(&Stream::new(c).packet(&[1]).bytes);
         assert!(t.unknown);
     }
 
+    /// MariaDB's progress report (stage 1 of 2, 12.5%, "copy to tmp table").
+    fn progress_report() -> Vec<u8> {
+        let mut p = vec![0xFF, 0xFF, 0xFF, 1, 1, 2, 0xD4, 0x30, 0x00];
+        put_lenenc_bytes(&mut p, b"copy to tmp table");
+        p
+    }
+
+    #[test]
+    fn mariadb_progress_reports_are_not_the_reply() {
+        for c in [CLASSIC, MODERN] {
+            let mut s = Stream::new(c);
+            s.packet(&progress_report()).packet(&progress_report()).ok(AUTOCOMMIT);
+            let t = check_ext(c, ext::PROGRESS, &[0x03], &s.bytes);
+            assert!(t.idle());
+            // Before a result set too, and before LOAD DATA's OK.
+            let mut s = Stream::new(c);
+            s.packet(&progress_report()).text_result(&[b"1"], AUTOCOMMIT);
+            assert!(check_ext(c, ext::PROGRESS, &[0x03], &s.bytes).idle());
+            let mut s = Stream::new(c);
+            s.packet(b"\xFBf");
+            s.seq = 4;
+            s.packet(&progress_report()).ok(AUTOCOMMIT);
+            let mut t = Tracker::new(c, ext::PROGRESS);
+            t.command(0x03);
+            t.backend(&s.bytes);
+            assert!(t.idle());
+        }
+        // Without PROGRESS negotiated, such a packet is an ERR: the end.
+        let mut t = Tracker::new(MODERN, 0);
+        t.command(0x03);
+        t.backend(&Stream::new(MODERN).packet(&progress_report()).bytes);
+        assert!(t.idle());
+    }
+
+    #[test]
+    fn mariadb_cached_metadata_leaves_out_definitions() {
+        for c in [CLASSIC, MODERN] {
+            // COM_STMT_EXECUTE whose metadata the client has: column count,
+            // "metadata follows" 0, (the EOF without DEPRECATE_EOF), rows.
+            let mut s = Stream::new(c);
+            s.packet(&[2, 0]);
+            if c == CLASSIC {
+                s.eof(AUTOCOMMIT);
+            }
+            s.packet(&[0, 0, 1, b'a', 1, b'b']).end(AUTOCOMMIT);
+            assert!(check_ext(c, ext::CACHE_METADATA, &[com::STMT_EXECUTE], &s.bytes).idle());
+            // A text result set: the byte is 1 and definitions follow.
+            let mut s = Stream::new(c);
+            s.packet(&[1, 1]).column(b"c");
+            if c == CLASSIC {
+                s.eof(AUTOCOMMIT);
+            }
+            s.packet(&[1, b'a']).end(AUTOCOMMIT);
+            assert!(check_ext(c, ext::CACHE_METADATA, &[0x03], &s.bytes).idle());
+            // PREPARE_OK carries no such byte.
+            let p = prepare_ok(1, 1);
+            let mut s = Stream::new(c);
+            s.packet(&p).column(b"p");
+            if c == CLASSIC {
+                s.eof(AUTOCOMMIT);
+            }
+            s.column(b"c");
+            if c == CLASSIC {
+                s.eof(AUTOCOMMIT);
+            }
+            assert!(check_ext(c, ext::CACHE_METADATA, &[com::STMT_PREPARE], &s.bytes).idle());
+        }
+    }
+
+    #[test]
+    fn mariadb_bulk_execute_gets_one_ok_or_err() {
+        for c in [CLASSIC, MODERN] {
+            let bulk = ext::STMT_BULK_OPERATIONS;
+            let t =
+                check_ext(c, bulk, &[com::STMT_BULK_EXECUTE], &Stream::new(c).ok(AUTOCOMMIT).bytes);
+            assert!(t.idle());
+            let t = check_ext(c, bulk, &[com::STMT_BULK_EXECUTE], &Stream::new(c).err().bytes);
+            assert!(t.idle());
+        }
+    }
+
     #[test]
     fn local_infile_then_ok() {
         for c in [CLASSIC, MODERN] {
-            let mut t = Tracker::new(c);
+            let mut t = Tracker::new(c, 0);
             t.command(0x03);
             let mut s = Stream::new(c);
             s.packet(b"\xFB/tmp/data.csv");
@@ -776,7 +801,7 @@ mod tests {
 
     #[test]
     fn command_during_local_infile_loses_track() {
-        let mut t = Tracker::new(MODERN);
+        let mut t = Tracker::new(MODERN, 0);
         t.command(0x03);
         t.backend(&Stream::new(MODERN).packet(b"\xFBf").bytes);
         // A file packet whose sequence id wrapped to 0.
@@ -804,17 +829,17 @@ mod tests {
             }
             s.reply().err();
             s.reply().ok(AUTOCOMMIT);
-            let commands = [0x02, 0x03, COM_STMT_CLOSE, COM_STMT_PREPARE, 0x03, 0x0E];
+            let commands = [0x02, 0x03, com::STMT_CLOSE, com::STMT_PREPARE, 0x03, 0x0E];
             idle_after(c, &commands, &s.bytes);
         }
     }
 
     #[test]
     fn many_pipelined_runs_of_one_command_fit() {
-        let mut t = Tracker::new(MODERN);
+        let mut t = Tracker::new(MODERN, 0);
         let mut s = Stream::new(MODERN);
         for _ in 0..10_000 {
-            t.command(COM_STMT_EXECUTE);
+            t.command(com::STMT_EXECUTE);
             s.reply().ok(AUTOCOMMIT);
         }
         t.backend(&s.bytes);
@@ -823,7 +848,7 @@ mod tests {
 
     #[test]
     fn queue_overflow_is_sticky() {
-        let mut t = Tracker::new(MODERN);
+        let mut t = Tracker::new(MODERN, 0);
         let mut s = Stream::new(MODERN);
         for i in 0..=QUEUE {
             t.command(if i % 2 == 0 { 0x03 } else { 0x0E });
@@ -838,9 +863,9 @@ mod tests {
 
     #[test]
     fn transactions_keep_the_session_busy_until_they_end() {
-        const IN_TRANS: u16 = AUTOCOMMIT | STATUS_IN_TRANS;
+        const IN_TRANS: u16 = AUTOCOMMIT | status::IN_TRANS;
         for c in [CLASSIC, MODERN] {
-            let mut t = Tracker::new(c);
+            let mut t = Tracker::new(c, 0);
             t.command(0x03); // BEGIN
             t.backend(&Stream::new(c).ok(IN_TRANS).bytes);
             assert!(!t.idle() && t.at_boundary());
@@ -863,14 +888,14 @@ mod tests {
         for c in [CLASSIC, MODERN] {
             idle_after(
                 c,
-                &[COM_STATISTICS],
+                &[com::STATISTICS],
                 &Stream::new(c).packet(b"Uptime: 5  Threads: 1").bytes,
             );
             let mut s = Stream::new(c);
             s.column(b"a").column(b"b").end(AUTOCOMMIT);
-            idle_after(c, &[COM_FIELD_LIST], &s.bytes);
-            idle_after(c, &[COM_FIELD_LIST], &Stream::new(c).end(AUTOCOMMIT).bytes);
-            idle_after(c, &[COM_FIELD_LIST], &Stream::new(c).err().bytes);
+            idle_after(c, &[com::FIELD_LIST], &s.bytes);
+            idle_after(c, &[com::FIELD_LIST], &Stream::new(c).end(AUTOCOMMIT).bytes);
+            idle_after(c, &[com::FIELD_LIST], &Stream::new(c).err().bytes);
             // COM_SET_OPTION and COM_DEBUG answer with an EOF_Packet.
             idle_after(c, &[0x1B], &Stream::new(c).end(AUTOCOMMIT).bytes);
         }
@@ -878,24 +903,24 @@ mod tests {
 
     #[test]
     fn cursor_execute_then_fetches() {
-        const CURSOR: u16 = AUTOCOMMIT | STATUS_CURSOR_EXISTS;
+        const CURSOR: u16 = AUTOCOMMIT | status::CURSOR_EXISTS;
         const LAST_ROW_SENT: u16 = 0x0080;
         for c in [CLASSIC, MODERN] {
-            let mut t = Tracker::new(c);
-            t.command(COM_STMT_EXECUTE);
+            let mut t = Tracker::new(c, 0);
+            t.command(com::STMT_EXECUTE);
             let mut s = Stream::new(c);
             s.packet(&[1]).column(b"c").end(CURSOR);
             t.backend(&s.bytes);
             assert!(t.idle(), "{t:?}");
-            t.command(COM_STMT_FETCH);
+            t.command(com::STMT_FETCH);
             let mut s = Stream::new(c);
             s.packet(&[0, 0, 5, 0, 0, 0]).end(CURSOR);
             t.backend(&s.bytes);
             assert!(t.idle());
-            t.command(COM_STMT_FETCH);
+            t.command(com::STMT_FETCH);
             t.backend(&Stream::new(c).end(LAST_ROW_SENT).bytes);
             assert!(t.idle());
-            t.command(COM_STMT_FETCH);
+            t.command(com::STMT_FETCH);
             t.backend(&Stream::new(c).err().bytes);
             assert!(t.idle());
         }
@@ -930,7 +955,7 @@ mod tests {
             s.packet(&[]);
             s.end(AUTOCOMMIT);
 
-            let mut t = Tracker::new(c);
+            let mut t = Tracker::new(c, 0);
             t.command(0x03);
             let total = s.bytes.len();
             for (i, chunk) in s.bytes.chunks(65_536).enumerate() {
@@ -939,7 +964,7 @@ mod tests {
             }
             assert!(t.idle(), "{t:?}");
             // The boundary is not reached between the two packets of a row.
-            let mut t = Tracker::new(c);
+            let mut t = Tracker::new(c, 0);
             t.command(0x03);
             t.backend(&s.bytes[..s.bytes.len() - 2000]);
             assert!(!t.at_boundary() && !t.idle());
@@ -948,7 +973,7 @@ mod tests {
 
     #[test]
     fn at_boundary_follows_packets_and_continuations() {
-        let mut t = Tracker::new(MODERN);
+        let mut t = Tracker::new(MODERN, 0);
         assert!(t.at_boundary());
         t.command(0x03);
         t.backend(&[7, 0, 0]);
@@ -975,32 +1000,28 @@ mod tests {
             &[0xFD, 1],                   // truncated column count
             &[0xFC, 0, 0],                // zero columns
             &[0xFE, 0, 0, 2, 0, 0, 0],    // OK with 0xFE header without DEPRECATE_EOF
-            &[0x00],                      // prepare OK too short (as COM_STMT_PREPARE)
+            &[0x00],                      // prepare OK too short (as com::STMT_PREPARE)
         ];
         for (i, payload) in cases.iter().enumerate() {
-            let cmd = if i == cases.len() - 1 {
-                COM_STMT_PREPARE
-            } else {
-                0x03
-            };
-            let mut t = Tracker::new(CLASSIC);
+            let cmd = if i == cases.len() - 1 { com::STMT_PREPARE } else { 0x03 };
+            let mut t = Tracker::new(CLASSIC, 0);
             t.command(cmd);
             t.backend(&Stream::new(CLASSIC).packet(payload).bytes);
             assert!(t.unknown, "case {i}");
             assert!(!t.idle() && t.at_boundary());
         }
         // Unsolicited packet.
-        let mut t = Tracker::new(MODERN);
+        let mut t = Tracker::new(MODERN, 0);
         t.backend(&Stream::new(MODERN).err().bytes);
         assert!(!t.idle());
         // A terminator in the middle of Column Definitions.
-        let mut t = Tracker::new(MODERN);
+        let mut t = Tracker::new(MODERN, 0);
         t.command(0x03);
         t.backend(&Stream::new(MODERN).packet(&[2]).column(b"a").end(0).bytes);
         assert!(!t.idle());
         // Replication streams never end.
-        for c in [COM_BINLOG_DUMP, COM_BINLOG_DUMP_GTID] {
-            let mut t = Tracker::new(MODERN);
+        for c in [com::BINLOG_DUMP, com::BINLOG_DUMP_GTID] {
+            let mut t = Tracker::new(MODERN, 0);
             t.command(c);
             assert!(!t.idle());
         }
@@ -1017,7 +1038,7 @@ mod tests {
             x
         };
         for _ in 0..2_000 {
-            let mut t = Tracker::new(if next() % 2 == 0 { CLASSIC } else { MODERN });
+            let mut t = Tracker::new(if next() % 2 == 0 { CLASSIC } else { MODERN }, 0);
             let mut buf = [0u8; 64];
             for _ in 0..8 {
                 t.command(next() as u8);
@@ -1051,7 +1072,7 @@ mod tests {
              ",
         ),
         (
-            "COM_STMT_PREPARE with 2 parameters, 3 columns",
+            "com::STMT_PREPARE with 2 parameters, 3 columns",
             0x16,
             "\
              0c00000100010000000300020000000017000002036465660000000170000c3f00000000000680000000001700000303\
@@ -1062,7 +1083,7 @@ mod tests {
              ",
         ),
         (
-            "COM_STMT_EXECUTE of CALL two_results(?)",
+            "com::STMT_EXECUTE of CALL two_results(?)",
             0x17,
             "\
              010000010122000002036465660000000b66697273745f76616c7565016e0c3f000b00000003000000000005000003fe\
@@ -1073,7 +1094,7 @@ mod tests {
              ",
         ),
         (
-            "COM_STMT_EXECUTE opening a cursor",
+            "com::STMT_EXECUTE opening a cursor",
             0x17,
             "\
              01000001012b0000020364656603617070056974656d73056974656d73046e616d65046e616d650c2d0000010000fd01\
@@ -1081,21 +1102,21 @@ mod tests {
              ",
         ),
         (
-            "COM_STMT_FETCH of 2 rows",
+            "com::STMT_FETCH of 2 rows",
             0x1C,
             "\
              080000010000056170706c65070000020000047065617205000003fe00004200\
              ",
         ),
         (
-            "COM_STMT_FETCH of the last rows",
+            "com::STMT_FETCH of the last rows",
             0x1C,
             "\
              07000001000004706c756d040000020000017805000003fe00004200\
              ",
         ),
         (
-            "COM_STMT_FETCH past the end",
+            "com::STMT_FETCH past the end",
             0x1C,
             "\
              05000001fe00008200\
@@ -1116,7 +1137,7 @@ mod tests {
              ",
         ),
         (
-            "COM_STMT_PREPARE with 2 parameters, 3 columns",
+            "com::STMT_PREPARE with 2 parameters, 3 columns",
             0x16,
             "\
              0c000001000a0000000300020000000017000002036465660000000170000c3f00000000000680000000001700000303\
@@ -1126,7 +1147,7 @@ mod tests {
              ",
         ),
         (
-            "COM_STMT_EXECUTE of CALL two_results(?)",
+            "com::STMT_EXECUTE of CALL two_results(?)",
             0x17,
             "\
              010000010122000002036465660000000b66697273745f76616c7565016e0c3f000b0000000300000000000600000300\
@@ -1137,7 +1158,7 @@ mod tests {
              ",
         ),
         (
-            "COM_STMT_EXECUTE opening a cursor",
+            "com::STMT_EXECUTE opening a cursor",
             0x17,
             "\
              01000001012b0000020364656603617070056974656d73056974656d73046e616d65046e616d650c2d0000010000fd01\
@@ -1145,21 +1166,21 @@ mod tests {
              ",
         ),
         (
-            "COM_STMT_FETCH of 2 rows",
+            "com::STMT_FETCH of 2 rows",
             0x1C,
             "\
              080000010000056170706c65070000020000047065617207000003fe000042000000\
              ",
         ),
         (
-            "COM_STMT_FETCH of the last rows",
+            "com::STMT_FETCH of the last rows",
             0x1C,
             "\
              07000001000004706c756d040000020000017807000003fe000042000000\
              ",
         ),
         (
-            "COM_STMT_FETCH past the end",
+            "com::STMT_FETCH past the end",
             0x1C,
             "\
              07000001fe000082000000\
@@ -1182,10 +1203,9 @@ mod tests {
             | caps::MULTI_STATEMENTS
             | caps::MULTI_RESULTS
             | caps::PS_MULTI_RESULTS;
-        for (c, capture) in [
-            (CAPS, &CLASSIC_CAPTURE),
-            (CAPS | caps::DEPRECATE_EOF, &MODERN_CAPTURE),
-        ] {
+        for (c, capture) in
+            [(CAPS, &CLASSIC_CAPTURE), (CAPS | caps::DEPRECATE_EOF, &MODERN_CAPTURE)]
+        {
             for (what, cmd, hex) in capture {
                 let bytes = unhex(hex);
                 assert!(!bytes.is_empty(), "{what}");

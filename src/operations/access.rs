@@ -32,12 +32,14 @@ pub enum EndReason {
     Killed,
     /// Closed by a graceful shutdown.
     Shutdown,
+    /// A TLS handshake or record failed; the text says how.
+    Tls(&'static str),
 }
 
 impl EndReason {
     /// Every kind, in the order of [`EndReason::kind_index`] (names for SHOW
     /// STATS and the metrics' `reason` label).
-    pub const KINDS: [&'static str; 11] = [
+    pub const KINDS: [&'static str; 12] = [
         "client_closed",
         "backend_closed",
         "auth_failed",
@@ -49,6 +51,7 @@ impl EndReason {
         "io_error",
         "killed",
         "shutdown",
+        "tls_error",
     ];
 
     /// Index into [`EndReason::KINDS`].
@@ -65,6 +68,7 @@ impl EndReason {
             EndReason::IoError(_) => 8,
             EndReason::Killed => 9,
             EndReason::Shutdown => 10,
+            EndReason::Tls(_) => 11,
         }
     }
 }
@@ -83,6 +87,7 @@ impl fmt::Display for EndReason {
             EndReason::IoError(kind) => write!(f, "io-error({kind})"),
             EndReason::Killed => f.write_str("killed"),
             EndReason::Shutdown => f.write_str("shutdown"),
+            EndReason::Tls(what) => write!(f, "tls-error({what})"),
         }
     }
 }
@@ -99,21 +104,12 @@ pub struct RateLimit {
 
 impl RateLimit {
     pub const fn new(window: Duration, burst: u32) -> RateLimit {
-        RateLimit {
-            window,
-            burst,
-            started: None,
-            passed: 0,
-            suppressed: 0,
-        }
+        RateLimit { window, burst, started: None, passed: 0, suppressed: 0 }
     }
 
     /// Whether to log an event happening at `now`.
     pub fn allow(&mut self, now: std::time::Instant) -> bool {
-        if self
-            .started
-            .is_none_or(|t| now.saturating_duration_since(t) >= self.window)
-        {
+        if self.started.is_none_or(|t| now.saturating_duration_since(t) >= self.window) {
             self.started = Some(now);
             self.passed = 0;
         }
@@ -129,17 +125,13 @@ impl RateLimit {
     /// When `take_suppressed` will have something to say, so the loop can
     /// wake up for it.
     pub fn flush_at(&self) -> Option<std::time::Instant> {
-        self.started
-            .filter(|_| self.suppressed > 0)
-            .map(|t| t + self.window)
+        self.started.filter(|_| self.suppressed > 0).map(|t| t + self.window)
     }
 
     /// Once the window in which events were suppressed is over, returns how
     /// many were (and forgets them), so the log can say so once.
     pub fn take_suppressed(&mut self, now: std::time::Instant) -> Option<u64> {
-        let over = self
-            .started
-            .is_some_and(|t| now.saturating_duration_since(t) >= self.window);
+        let over = self.started.is_some_and(|t| now.saturating_duration_since(t) >= self.window);
         (over && self.suppressed > 0).then(|| std::mem::take(&mut self.suppressed))
     }
 }
@@ -155,6 +147,8 @@ pub struct Record<'a> {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub reason: &'a EndReason,
+    /// The client leg's TLS version, if it used TLS.
+    pub tls: Option<&'a str>,
 }
 
 /// Makes a peer-supplied name printable on one log line: no control
@@ -175,7 +169,7 @@ impl fmt::Display for Record<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "conn={} client={} user={} pool={} server={} duration={:.3}s bytes_in={} bytes_out={} end={}",
+            "conn={} client={} user={} pool={} server={} duration={:.3}s bytes_in={} bytes_out={} end={} tls={}",
             self.id,
             self.client,
             self.user.map_or_else(|| "-".to_string(), printable),
@@ -184,7 +178,8 @@ impl fmt::Display for Record<'_> {
             self.duration.as_secs_f64(),
             self.bytes_in,
             self.bytes_out,
-            self.reason
+            self.reason,
+            self.tls.unwrap_or("-")
         )
     }
 }
@@ -205,11 +200,12 @@ mod tests {
             bytes_in: 10,
             bytes_out: 20,
             reason: &EndReason::ClientClosed,
+            tls: Some("TLSv1.3"),
         };
         assert_eq!(
             r.to_string(),
             "conn=3 client=127.0.0.1:5000 user=app_ro pool=replicas server=127.0.0.1:23307 \
-             duration=1.500s bytes_in=10 bytes_out=20 end=client-closed"
+             duration=1.500s bytes_in=10 bytes_out=20 end=client-closed tls=TLSv1.3"
         );
     }
 

@@ -10,7 +10,7 @@
 //! return `Result`, never panic, and never trust a length before the bytes
 //! behind it are present.
 
-use crate::ring::Ring;
+use crate::protocol::ring::Ring;
 use std::fmt;
 
 /// Length of a packet header.
@@ -39,11 +39,53 @@ impl fmt::Display for Error {
     }
 }
 
-/// Reads the header of the first packet in `ring` without consuming it:
-/// `(payload_length, sequence_id)`, or `None` until 4 bytes are buffered.
-pub fn peek_header(ring: &Ring) -> Option<(usize, u8)> {
+/// A byte queue packets are taken from: a ring while relaying or logging
+/// in, a plain `Vec` for the console and the probes.
+pub trait Queue {
+    /// Bytes queued.
+    fn queued(&self) -> usize;
+    /// Copies up to `out.len()` bytes starting `offset` bytes in, without
+    /// consuming; returns the count copied.
+    fn peek_at(&self, offset: usize, out: &mut [u8]) -> usize;
+    /// Removes the `n` oldest bytes.
+    fn consume_front(&mut self, n: usize);
+}
+
+impl Queue for Ring {
+    fn queued(&self) -> usize {
+        self.len()
+    }
+    fn peek_at(&self, offset: usize, out: &mut [u8]) -> usize {
+        self.peek(offset, out)
+    }
+    fn consume_front(&mut self, n: usize) {
+        self.consume(n);
+    }
+}
+
+impl Queue for Vec<u8> {
+    fn queued(&self) -> usize {
+        self.len()
+    }
+    fn peek_at(&self, offset: usize, out: &mut [u8]) -> usize {
+        let src = self.get(offset..).unwrap_or_default();
+        let n = src.len().min(out.len());
+        out[..n].copy_from_slice(&src[..n]);
+        n
+    }
+    fn consume_front(&mut self, n: usize) {
+        // What was read may hold a token: zero it before it is released.
+        let n = n.min(self.len());
+        self[..n].fill(0);
+        self.drain(..n);
+    }
+}
+
+/// Reads the header of the first packet in `q` without consuming it:
+/// `(payload_length, sequence_id)`, or `None` until 4 bytes are queued.
+pub fn peek_header(q: &impl Queue) -> Option<(usize, u8)> {
     let mut h = [0u8; HEADER_LEN];
-    let n = ring.peek(0, &mut h);
+    let n = q.peek_at(0, &mut h);
     header_of(&h[..n])
 }
 
@@ -60,26 +102,28 @@ pub fn header_of(bytes: &[u8]) -> Option<(usize, u8)> {
     Some(decode_header(h))
 }
 
-/// Takes one whole packet out of `ring` if it is entirely buffered.
+/// Takes one whole packet out of `q` if it is entirely queued: the one
+/// packet reader, used by every exchange that reads whole packets.
 ///
-/// Before relaying, every packet the proxy parses must fit in `max_payload`
-/// (and so can never be split): a larger one is `TooLarge` and the caller
-/// closes the connection. Returns `(sequence_id, payload)`.
-pub fn take_packet(ring: &mut Ring, max_payload: usize) -> Result<Option<(u8, Vec<u8>)>, Error> {
-    let Some((len, seq)) = peek_header(ring) else {
+/// Every packet read this way must fit in `max_payload` (and so can never
+/// be split): a larger one is `TooLarge`, refused on its header before its
+/// bytes are buffered, and the caller closes the connection. Returns
+/// `(sequence_id, payload)`.
+pub fn take_packet(q: &mut impl Queue, max_payload: usize) -> Result<Option<(u8, Vec<u8>)>, Error> {
+    let Some((len, seq)) = peek_header(q) else {
         return Ok(None);
     };
     if len > max_payload || len >= MAX_PAYLOAD {
         return Err(Error::TooLarge);
     }
     // `len + 4` cannot overflow: `len` < 2^24.
-    if ring.len() < HEADER_LEN + len {
+    if q.queued() < HEADER_LEN + len {
         return Ok(None);
     }
     let mut payload = vec![0u8; len];
-    let copied = ring.peek(HEADER_LEN, &mut payload);
+    let copied = q.peek_at(HEADER_LEN, &mut payload);
     debug_assert_eq!(copied, len);
-    ring.consume(HEADER_LEN + len);
+    q.consume_front(HEADER_LEN + len);
     Ok(Some((seq, payload)))
 }
 
@@ -139,11 +183,7 @@ impl<'a> Reader<'a> {
 
     /// `string<NUL>`: bytes up to a NUL, which is consumed and not returned.
     pub fn nul_str(&mut self) -> Result<&'a [u8], Error> {
-        let end = self
-            .buf
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or(Error::Truncated)?;
+        let end = self.buf.iter().position(|&b| b == 0).ok_or(Error::Truncated)?;
         let s = self.bytes(end)?;
         self.bytes(1)?;
         Ok(s)
@@ -201,63 +241,121 @@ pub fn put_lenenc_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
+/// Payload bytes a [`Framer`] can keep from the start of each packet:
+/// enough for an OK_Packet's status (header, two 9-byte lenenc integers,
+/// status) and for COM_STMT_PREPARE_OK (13 bytes).
+pub const HEAD: usize = 24;
+
+/// The head of a packet a [`Framer`] walked: its header and its first
+/// payload bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head<'a> {
+    pub len: usize,
+    pub seq: u8,
+    /// The first `min(len, head_len)` payload bytes.
+    pub bytes: &'a [u8],
+}
+
 /// Follows packet boundaries in a relayed byte stream by reading headers
-/// only, so the proxy knows where each command starts without buffering
-/// whole packets. Feed it every byte that enters a ring, in order.
-#[derive(Debug, Default, Clone)]
+/// and the first few payload bytes of each packet, so the proxy knows where
+/// each packet starts and what it is without buffering whole packets. Feed
+/// it every byte of one direction, in order; it allocates nothing.
+///
+/// A packet that continues a 16 MiB one (its predecessor was exactly
+/// 0xFFFFFF bytes long) is the middle of a payload and is not reported.
+#[derive(Debug, Clone)]
 pub struct Framer {
     /// Header bytes collected so far for the packet being started.
     header: [u8; HEADER_LEN],
     have: u8,
-    /// Payload bytes of the current packet still to come.
+    /// Payload bytes of the current packet not walked yet.
     left: usize,
-    /// The current packet is the first of a command: its first payload byte
-    /// is the command byte, not yet seen.
-    want_command: bool,
-    /// The previous packet was 0xFFFFFF long, so the next one continues it.
+    len: usize,
+    seq: u8,
+    /// The current packet is 0xFFFFFF long: the next one continues it.
     continued: bool,
+    /// Payload bytes kept per packet, and those of the current one.
+    head_len: u8,
+    head: [u8; HEAD],
+    head_have: u8,
+    head_want: u8,
     /// Empty packets that were not continuations, walked so far (wrapping):
-    /// the client's end of a LOCAL INFILE file.
+    /// on the client's side, the end of a LOCAL INFILE file.
     empty: u32,
 }
 
 impl Framer {
-    /// Walks `data` (bytes just appended to the stream) until the first byte
-    /// of a command payload. Returns how many bytes it walked and, if it
-    /// stopped at a command, that command's byte (the walked count then ends
-    /// just after it, so the command's header began 5 bytes earlier in the
-    /// stream). Call again with the rest to continue.
-    pub fn feed(&mut self, data: &[u8]) -> (usize, Option<u8>) {
+    /// A framer that reports each packet once its first `head_len` payload
+    /// bytes (at most [`HEAD`]; fewer if the packet is shorter) are walked.
+    pub fn new(head_len: usize) -> Framer {
+        Framer {
+            header: [0; HEADER_LEN],
+            have: 0,
+            left: 0,
+            len: 0,
+            seq: 0,
+            continued: false,
+            head_len: head_len.min(HEAD) as u8,
+            head: [0; HEAD],
+            head_have: 0,
+            head_want: 0,
+            empty: 0,
+        }
+    }
+
+    /// Walks `data` (bytes just appended to the stream) until the head of
+    /// a packet is complete. Returns how many bytes it walked and, if it
+    /// stopped at a packet, that packet's head (the walked count then ends
+    /// just after the head). Call again with the rest to continue.
+    pub fn feed(&mut self, data: &[u8]) -> (usize, Option<Head<'_>>) {
         let mut i = 0;
         while i < data.len() {
-            if self.want_command {
-                self.want_command = false;
-                self.left -= 1;
-                return (i + 1, Some(data[i]));
+            let rest = &data[i..];
+            if self.head_have < self.head_want {
+                // `head_want` never exceeds the packet's length, so these
+                // bytes are all payload.
+                let at = usize::from(self.head_have);
+                let n = (usize::from(self.head_want) - at).min(rest.len());
+                self.head[at..at + n].copy_from_slice(&rest[..n]);
+                self.head_have += n as u8;
+                self.left -= n;
+                i += n;
+                if self.head_have == self.head_want {
+                    return (i, Some(self.current()));
+                }
             } else if self.left > 0 {
-                let n = self.left.min(data.len() - i);
+                let n = self.left.min(rest.len());
                 self.left -= n;
                 i += n;
             } else {
-                self.header[usize::from(self.have)] = data[i];
-                self.have += 1;
-                i += 1;
+                let at = usize::from(self.have);
+                let n = (HEADER_LEN - at).min(rest.len());
+                self.header[at..at + n].copy_from_slice(&rest[..n]);
+                self.have += n as u8;
+                i += n;
                 if usize::from(self.have) == HEADER_LEN {
                     self.have = 0;
                     let (len, seq) = decode_header(self.header);
-                    // A command is a packet with sequence id 0 that does not
-                    // continue a 16 MiB one; other packets (LOAD DATA LOCAL
-                    // file contents, auth data, continuations) are opaque.
-                    self.want_command = seq == 0 && !self.continued && len > 0;
-                    if len == 0 && !self.continued {
-                        self.empty = self.empty.wrapping_add(1);
-                    }
+                    let continuation = self.continued;
                     self.continued = len == MAX_PAYLOAD;
-                    self.left = len;
+                    (self.len, self.seq, self.left) = (len, seq, len);
+                    self.head_have = 0;
+                    self.head_want =
+                        if continuation { 0 } else { len.min(usize::from(self.head_len)) as u8 };
+                    if !continuation && self.head_want == 0 {
+                        if len == 0 {
+                            self.empty = self.empty.wrapping_add(1);
+                        }
+                        return (i, Some(self.current()));
+                    }
                 }
             }
         }
         (i, None)
+    }
+
+    fn current(&self) -> Head<'_> {
+        Head { len: self.len, seq: self.seq, bytes: &self.head[..usize::from(self.head_have)] }
     }
 
     /// Empty packets walked so far (wrapping), continuations excluded.
@@ -265,16 +363,17 @@ impl Framer {
         self.empty
     }
 
-    /// True when the stream is at a packet boundary.
+    /// True when the stream is at a packet boundary (and not inside a
+    /// payload split over 16 MiB packets).
     pub fn at_boundary(&self) -> bool {
-        self.left == 0 && self.have == 0 && !self.want_command && !self.continued
+        self.left == 0 && self.have == 0 && !self.continued
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::BufPool;
+    use crate::protocol::ring::BufPool;
 
     fn ring_with(pool: &mut BufPool, data: &[u8]) -> Ring {
         let mut r = Ring::default();
@@ -304,16 +403,7 @@ mod tests {
 
     #[test]
     fn lenenc_round_trip_at_every_width() {
-        for v in [
-            0u64,
-            250,
-            251,
-            0xFFFF,
-            0x1_0000,
-            0xFF_FFFF,
-            0x100_0000,
-            u64::MAX,
-        ] {
+        for v in [0u64, 250, 251, 0xFFFF, 0x1_0000, 0xFF_FFFF, 0x100_0000, u64::MAX] {
             let mut out = Vec::new();
             put_lenenc_int(&mut out, v);
             let mut r = Reader::new(&out);
@@ -330,10 +420,7 @@ mod tests {
         );
         assert!(Reader::new(&[0xFF]).lenenc_int().is_err());
         assert_eq!(Reader::new(&[0xFC, 1]).lenenc_int(), Err(Error::Truncated));
-        assert_eq!(
-            Reader::new(&[0xFE, 1, 2, 3]).lenenc_int(),
-            Err(Error::Truncated)
-        );
+        assert_eq!(Reader::new(&[0xFE, 1, 2, 3]).lenenc_int(), Err(Error::Truncated));
         // A huge claimed string length with nothing behind it.
         assert_eq!(
             Reader::new(&[0xFE, 0, 0, 0, 0, 0, 0, 0, 0x80]).lenenc_bytes(),
@@ -355,11 +442,15 @@ mod tests {
         v
     }
 
+    /// The command bytes a client stream carries: the first payload byte
+    /// of each non-empty packet with sequence id 0.
     fn commands(f: &mut Framer, mut data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         loop {
-            let (used, command) = f.feed(data);
-            out.extend(command);
+            let (used, head) = f.feed(data);
+            if let Some(h) = head.filter(|h| h.seq == 0 && h.len > 0) {
+                out.push(h.bytes[0]);
+            }
             data = &data[used..];
             if data.is_empty() {
                 return out;
@@ -373,7 +464,7 @@ mod tests {
         stream.extend(packet(0, &[0x11, b'u', 0]));
         stream.extend(packet(0, &[0x1f]));
         for split in 0..=stream.len() {
-            let mut f = Framer::default();
+            let mut f = Framer::new(1);
             let mut got = commands(&mut f, &stream[..split]);
             got.extend(commands(&mut f, &stream[split..]));
             assert_eq!(got, vec![0x03, 0x11, 0x1f], "split at {split}");
@@ -383,16 +474,12 @@ mod tests {
 
     #[test]
     fn framer_ignores_non_zero_sequence_and_continuations() {
-        let mut f = Framer::default();
+        let mut f = Framer::new(1);
         // LOAD DATA LOCAL content packet (seq 2) whose first byte is 0x11.
         let mut stream = packet(2, &[0x11, 1, 2]);
         // A 16 MiB command followed by its continuation with seq 0 after wrap.
-        let mut big = vec![
-            MAX_PAYLOAD as u8,
-            (MAX_PAYLOAD >> 8) as u8,
-            (MAX_PAYLOAD >> 16) as u8,
-            0,
-        ];
+        let mut big =
+            vec![MAX_PAYLOAD as u8, (MAX_PAYLOAD >> 8) as u8, (MAX_PAYLOAD >> 16) as u8, 0];
         big.push(0x03);
         big.resize(HEADER_LEN + MAX_PAYLOAD, b'x');
         stream.extend(&big);

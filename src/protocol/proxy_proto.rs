@@ -161,21 +161,14 @@ fn v1_line(line: &[u8]) -> Result<Header, Error> {
         Some(b"TCP6") => Family::V6,
         _ => return malformed("v1 protocol is not TCP4, TCP6 or UNKNOWN"),
     };
-    let (Some(src), Some(dst), Some(sport), Some(dport), None) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
+    let (Some(src), Some(dst), Some(sport), Some(dport), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next(), fields.next())
+    else {
         return malformed("v1 line is not PROXY, protocol, 2 addresses and 2 ports");
     };
     let src = SocketAddr::new(v1_address(src, family)?, v1_port(sport)?);
     let dst = SocketAddr::new(v1_address(dst, family)?, v1_port(dport)?);
-    Ok(Header::Proxied {
-        src: canonical(src),
-        dst: canonical(dst),
-    })
+    Ok(Header::Proxied { src: canonical(src), dst: canonical(dst) })
 }
 
 /// An address of the family the line names (2.1: "The advertised protocol
@@ -184,14 +177,12 @@ fn v1_line(line: &[u8]) -> Result<Header, Error> {
 fn v1_address(field: &[u8], family: Family) -> Result<IpAddr, Error> {
     let text = std::str::from_utf8(field).unwrap_or_default();
     match family {
-        Family::V4 => text
-            .parse::<Ipv4Addr>()
-            .map(IpAddr::V4)
-            .or(malformed("v1 TCP4 address is not IPv4")),
-        Family::V6 => text
-            .parse::<Ipv6Addr>()
-            .map(IpAddr::V6)
-            .or(malformed("v1 TCP6 address is not IPv6")),
+        Family::V4 => {
+            text.parse::<Ipv4Addr>().map(IpAddr::V4).or(malformed("v1 TCP4 address is not IPv4"))
+        }
+        Family::V6 => {
+            text.parse::<Ipv6Addr>().map(IpAddr::V6).or(malformed("v1 TCP6 address is not IPv6"))
+        }
     }
 }
 
@@ -205,9 +196,7 @@ fn v1_port(field: &[u8]) -> Result<u16, Error> {
         return malformed("v1 port is not a number from 0 to 65535");
     }
     // At most 5 digits: no overflow.
-    let value = field
-        .iter()
-        .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+    let value = field.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
     u16::try_from(value).or(malformed("v1 port is not a number from 0 to 65535"))
 }
 
@@ -227,10 +216,7 @@ fn v1_partial(window: &[u8]) -> Result<(), Error> {
         let last = i + 1 == count;
         match (i, last) {
             (0, true) => {
-                if ![&b"TCP4"[..], b"TCP6", b"UNKNOWN"]
-                    .iter()
-                    .any(|p| p.starts_with(field))
-                {
+                if ![&b"TCP4"[..], b"TCP6", b"UNKNOWN"].iter().any(|p| p.starts_with(field)) {
                     return malformed("v1 protocol is not TCP4, TCP6 or UNKNOWN");
                 }
             }
@@ -350,9 +336,8 @@ fn proxied(src: IpAddr, dst: IpAddr, block: &mut &[u8]) -> Result<Header, Error>
 /// family before, so this cannot fail; it returns an error all the same
 /// rather than trust that.
 fn take<const N: usize>(block: &mut &[u8]) -> Result<[u8; N], Error> {
-    let (head, tail) = block
-        .split_first_chunk::<N>()
-        .ok_or(Error::Malformed("v2 address block too short"))?;
+    let (head, tail) =
+        block.split_first_chunk::<N>().ok_or(Error::Malformed("v2 address block too short"))?;
     *block = tail;
     Ok(*head)
 }
@@ -380,14 +365,8 @@ fn same_family(src: SocketAddr, dst: SocketAddr) -> (SocketAddr, SocketAddr) {
 pub fn build_v1(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     let (src, dst) = same_family(src, dst);
     let proto = if src.is_ipv4() { "TCP4" } else { "TCP6" };
-    format!(
-        "PROXY {proto} {} {} {} {}\r\n",
-        src.ip(),
-        dst.ip(),
-        src.port(),
-        dst.port()
-    )
-    .into_bytes()
+    format!("PROXY {proto} {} {} {} {}\r\n", src.ip(), dst.ip(), src.port(), dst.port())
+        .into_bytes()
 }
 
 /// A v2 header (2.2): PROXY command, TCP over IPv4 (0x11) or IPv6 (0x21)
@@ -552,10 +531,7 @@ mod tests {
     }
 
     fn proxied(src: &str, dst: &str) -> Header {
-        Header::Proxied {
-            src: sa(src),
-            dst: sa(dst),
-        }
+        Header::Proxied { src: sa(src), dst: sa(dst) }
     }
 
     const V1_TCP4: &[u8] = b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 3306\r\n";
@@ -641,11 +617,7 @@ mod tests {
     fn every_prefix_of_a_valid_header_is_incomplete() {
         for (bytes, _) in valid_headers() {
             for n in 0..bytes.len() {
-                assert_eq!(
-                    parse(&bytes[..n]),
-                    Err(Error::Incomplete),
-                    "prefix {n} of {bytes:?}"
-                );
+                assert_eq!(parse(&bytes[..n]), Err(Error::Incomplete), "prefix {n} of {bytes:?}");
             }
         }
     }
@@ -765,42 +737,15 @@ mod tests {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (v2(0x11, 0x11, &v2_tcp4_block()), "v2 version is not 2"),
             (v2(0x31, 0x11, &v2_tcp4_block()), "v2 version is not 2"),
-            (
-                v2(0x22, 0x11, &v2_tcp4_block()),
-                "v2 command is neither LOCAL nor PROXY",
-            ),
-            (
-                v2(0x2F, 0x11, &v2_tcp4_block()),
-                "v2 command is neither LOCAL nor PROXY",
-            ),
-            (
-                v2(0x21, 0x13, &v2_tcp4_block()),
-                "v2 family/protocol byte is not valid",
-            ),
-            (
-                v2(0x21, 0x41, &v2_tcp4_block()),
-                "v2 family/protocol byte is not valid",
-            ),
-            (
-                v2(0x21, 0x01, &v2_tcp4_block()),
-                "v2 family/protocol byte is not valid",
-            ),
-            (
-                v2(0x21, 0x11, &v2_tcp4_block()[..11]),
-                "v2 length shorter than its addresses",
-            ),
-            (
-                v2(0x21, 0x21, &v2_tcp4_block()),
-                "v2 length shorter than its addresses",
-            ),
-            (
-                v2(0x21, 0x11, &vec![0; V2_MAX - 15]),
-                "v2 header longer than 536 bytes",
-            ),
-            (
-                v2(0x20, 0x00, &vec![0; V2_MAX - 15]),
-                "v2 header longer than 536 bytes",
-            ),
+            (v2(0x22, 0x11, &v2_tcp4_block()), "v2 command is neither LOCAL nor PROXY"),
+            (v2(0x2F, 0x11, &v2_tcp4_block()), "v2 command is neither LOCAL nor PROXY"),
+            (v2(0x21, 0x13, &v2_tcp4_block()), "v2 family/protocol byte is not valid"),
+            (v2(0x21, 0x41, &v2_tcp4_block()), "v2 family/protocol byte is not valid"),
+            (v2(0x21, 0x01, &v2_tcp4_block()), "v2 family/protocol byte is not valid"),
+            (v2(0x21, 0x11, &v2_tcp4_block()[..11]), "v2 length shorter than its addresses"),
+            (v2(0x21, 0x21, &v2_tcp4_block()), "v2 length shorter than its addresses"),
+            (v2(0x21, 0x11, &vec![0; V2_MAX - 15]), "v2 header longer than 536 bytes"),
+            (v2(0x20, 0x00, &vec![0; V2_MAX - 15]), "v2 header longer than 536 bytes"),
         ];
         for (bytes, why) in cases {
             assert_eq!(parse(&bytes), Err(Error::Malformed(why)), "{bytes:?}");
@@ -834,18 +779,10 @@ mod tests {
         for s in addrs {
             for d in addrs {
                 let (s, d) = (sa(s), sa(d));
-                let want = Header::Proxied {
-                    src: canonical(s),
-                    dst: canonical(d),
-                };
+                let want = Header::Proxied { src: canonical(s), dst: canonical(d) };
                 let v1 = build_v1(s, d);
                 assert!(v1.len() <= 104, "{}", String::from_utf8_lossy(&v1));
-                assert_eq!(
-                    parse(&v1),
-                    Ok((want, v1.len())),
-                    "{}",
-                    String::from_utf8_lossy(&v1)
-                );
+                assert_eq!(parse(&v1), Ok((want, v1.len())), "{}", String::from_utf8_lossy(&v1));
                 let v2 = build_v2(s, d);
                 assert_eq!(parse(&v2), Ok((want, v2.len())));
             }
@@ -876,18 +813,12 @@ mod tests {
         let mixed = build_v2(sa("10.0.0.1:1000"), sa("[::1]:3306"));
         assert_eq!(mixed.len(), 52);
         assert_eq!(mixed[13], 0x21);
-        assert_eq!(
-            &mixed[16..32],
-            &"::ffff:10.0.0.1".parse::<Ipv6Addr>().unwrap().octets()
-        );
+        assert_eq!(&mixed[16..32], &"::ffff:10.0.0.1".parse::<Ipv6Addr>().unwrap().octets());
     }
 
     #[test]
     fn error_texts() {
-        assert_eq!(
-            Error::Incomplete.to_string(),
-            "incomplete PROXY protocol header"
-        );
+        assert_eq!(Error::Incomplete.to_string(), "incomplete PROXY protocol header");
         assert_eq!(
             Error::Malformed("v2 version is not 2").to_string(),
             "malformed PROXY protocol header: v2 version is not 2"
@@ -992,10 +923,8 @@ mod tests {
         assert!(parse_cidr_list("10.0.0.0/8 127.0.0.1").is_err());
         assert_eq!(
             parse_cidr_list("10.0.0.0/8, nonsense"),
-            Err(
-                "'nonsense' is not an IP address or a network like 10.0.0.0/8 or fd00::/8"
-                    .to_string()
-            )
+            Err("'nonsense' is not an IP address or a network like 10.0.0.0/8 or fd00::/8"
+                .to_string())
         );
     }
 }

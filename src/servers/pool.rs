@@ -5,7 +5,8 @@
 //! health are shared, so least-connections sees every connection it carries.
 //! Pure: no sockets, only counts, states and choices.
 
-use crate::config::{Config, ProxyProtocol, Role};
+use crate::config::{Config, ProxyProtocol, Role, ServerConf, ServerTls};
+use crate::protocol::dial::TlsWant;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -14,7 +15,22 @@ use std::time::Instant;
 pub struct BackendInfo {
     pub version: String,
     pub capabilities: u32,
+    /// MariaDB's extended capabilities (0 for a server that keeps
+    /// CLIENT_MYSQL, as MySQL does).
+    pub ext: u32,
     pub charset: u8,
+}
+
+impl BackendInfo {
+    /// What a server's greeting says of it.
+    pub fn of(g: &crate::protocol::handshake::Greeting) -> BackendInfo {
+        BackendInfo {
+            version: g.version.clone(),
+            capabilities: g.capabilities,
+            ext: g.ext,
+            charset: g.charset,
+        }
+    }
 }
 
 /// Up or down, as health checks and failed logins decided (HAProxy's
@@ -47,6 +63,9 @@ pub enum Change {
 #[derive(Debug, Clone)]
 pub struct Server {
     pub addr: SocketAddr,
+    /// The host as the configuration writes it (what its certificate is
+    /// checked against).
+    pub host: String,
     /// Backend connections open to it now (connecting, logging in or relaying).
     pub active: u32,
     /// Backend connections opened to it since start.
@@ -62,9 +81,53 @@ pub struct Server {
     pub in_pool: bool,
     /// Failed checks and failed backend logins since start.
     pub failures_total: u64,
+    /// The TLS version the last check or login to it negotiated, if any.
+    pub tls: Option<&'static str>,
 }
 
 impl Server {
+    /// A check's verdict, or a real login's failure (`from_check` false:
+    /// it neither counts as the first answer nor brings a server up), with
+    /// HAProxy's rise/fall hysteresis.
+    fn observe(
+        &mut self,
+        result: Result<Option<bool>, String>,
+        now: Instant,
+        fall: u32,
+        rise: u32,
+        from_check: bool,
+    ) -> Option<Change> {
+        let h = &mut self.health;
+        h.last_at = Some(now);
+        let first = from_check && !h.known;
+        h.known |= from_check;
+        match result {
+            Ok(read_only) => {
+                h.read_only = read_only;
+                h.last = "ok".into();
+                h.fails = 0;
+                h.oks = h.oks.saturating_add(1);
+                // The first answer decides at once; later ones need `rise`.
+                if h.down && (first || h.oks >= rise) {
+                    h.down = false;
+                    return Some(Change::Up);
+                }
+            }
+            Err(why) => {
+                self.failures_total += 1;
+                h.last = why;
+                h.oks = 0;
+                h.fails = h.fails.saturating_add(1);
+                if !h.down && (first || h.fails >= fall) {
+                    h.down = true;
+                    h.down_reason = h.last.clone();
+                    return Some(Change::Down);
+                }
+            }
+        }
+        None
+    }
+
     /// Takes no new connections while its open ones finish: drained by the
     /// console, or in no pool since a reload.
     pub fn draining(&self) -> bool {
@@ -87,6 +150,8 @@ pub struct Pool {
     pub role: Role,
     pub fallback: Option<usize>,
     pub proxy_protocol: ProxyProtocol,
+    /// How its backend connections use TLS.
+    pub tls: ServerTls,
     /// Clients routed to this pool since start.
     pub clients_total: u64,
     /// Gone from the configuration (kept so open pairs' indices stay valid).
@@ -100,22 +165,15 @@ pub struct Pool {
 /// for as long as it lives.
 #[derive(Debug, Clone)]
 pub struct Pools {
-    pub servers: Vec<Server>,
-    pub pools: Vec<Pool>,
+    servers: Vec<Server>,
+    pools: Vec<Pool>,
     /// `Config::pools` index -> index in `pools`.
     by_config: Vec<usize>,
 }
 
-/// At most this many servers in one pool.
-pub const MAX_MEMBERS: usize = 64;
-
 impl Pools {
     pub fn from_config(cfg: &Config) -> Pools {
-        let mut p = Pools {
-            servers: Vec::new(),
-            pools: Vec::new(),
-            by_config: Vec::new(),
-        };
+        let mut p = Pools { servers: Vec::new(), pools: Vec::new(), by_config: Vec::new() };
         p.apply(cfg);
         p
     }
@@ -136,6 +194,7 @@ impl Pools {
                         role: Role::Any,
                         fallback: None,
                         proxy_protocol: ProxyProtocol::None,
+                        tls: ServerTls::Off,
                         clients_total: 0,
                         removed: false,
                         rotor: 0,
@@ -146,15 +205,13 @@ impl Pools {
             self.by_config.push(idx);
             let mut members = Vec::with_capacity(pc.servers.len());
             for sc in &pc.servers {
-                members.push(Member {
-                    server: self.server_index(sc.addr),
-                    weight: sc.weight,
-                });
+                members.push(Member { server: self.server_index(sc), weight: sc.weight });
             }
             let p = &mut self.pools[idx];
             p.members = members;
             p.role = pc.role;
             p.proxy_protocol = pc.proxy_protocol;
+            p.tls = pc.tls.mode;
             p.removed = false;
         }
         for (i, p) in self.pools.iter_mut().enumerate() {
@@ -176,12 +233,13 @@ impl Pools {
     }
 
     /// The index of the server at `addr`, added if new.
-    fn server_index(&mut self, addr: SocketAddr) -> usize {
-        if let Some(i) = self.servers.iter().position(|s| s.addr == addr) {
+    fn server_index(&mut self, sc: &ServerConf) -> usize {
+        if let Some(i) = self.servers.iter().position(|s| s.addr == sc.addr) {
             return i;
         }
         self.servers.push(Server {
-            addr,
+            addr: sc.addr,
+            host: sc.host.clone(),
             active: 0,
             total: 0,
             info: None,
@@ -189,8 +247,63 @@ impl Pools {
             drained: false,
             in_pool: true,
             failures_total: 0,
+            tls: None,
         });
         self.servers.len() - 1
+    }
+
+    /// Every server, read-only: routing counters and health change only
+    /// through the methods here.
+    pub fn servers(&self) -> &[Server] {
+        &self.servers
+    }
+
+    pub fn server(&self, server: usize) -> &Server {
+        &self.servers[server]
+    }
+
+    /// Every pool, read-only, those a reload removed included.
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    pub fn pool(&self, pool: usize) -> &Pool {
+        &self.pools[pool]
+    }
+
+    /// Whether a login to `server` for `pool` uses TLS.
+    pub fn tls_want(&self, pool: usize) -> TlsWant {
+        match self.pools[pool].tls {
+            ServerTls::Off => TlsWant::No,
+            ServerTls::Preferred => TlsWant::IfOffered,
+            ServerTls::Required | ServerTls::VerifyCa | ServerTls::VerifyIdentity => TlsWant::Must,
+        }
+    }
+
+    /// The first pool listing `server`: its TLS settings are the health
+    /// check's.
+    pub fn first_pool_of(&self, server: usize) -> Option<usize> {
+        let mut live = self.pools.iter().enumerate().filter(|(_, p)| !p.removed);
+        live.find(|(_, p)| p.members.iter().any(|m| m.server == server)).map(|(i, _)| i)
+    }
+
+    /// A backend connection to `server` was opened.
+    pub fn opened(&mut self, server: usize) {
+        let s = &mut self.servers[server];
+        s.active += 1;
+        s.total += 1;
+    }
+
+    /// A backend connection to `server` was closed.
+    pub fn released(&mut self, server: usize) {
+        if let Some(s) = self.servers.get_mut(server) {
+            s.active = s.active.saturating_sub(1);
+        }
+    }
+
+    /// DRAIN SERVER (`true`) or ENABLE SERVER.
+    pub fn set_drained(&mut self, server: usize, drained: bool) {
+        self.servers[server].drained = drained;
     }
 
     /// The pool a `Config::pools` index names now.
@@ -259,7 +372,7 @@ impl Pools {
     }
 
     /// Records a health check's result: `Ok(read_only)` or `Err(why)`.
-    /// Returns the state change, if any.
+    /// Logs and returns the state change, if any.
     pub fn record_check(
         &mut self,
         server: usize,
@@ -268,40 +381,14 @@ impl Pools {
         fall: u32,
         rise: u32,
     ) -> Option<Change> {
-        let h = &mut self.servers[server].health;
-        h.last_at = Some(now);
-        let first = !h.known;
-        h.known = true;
-        match result {
-            Ok(read_only) => {
-                h.read_only = read_only;
-                h.last = "ok".into();
-                h.fails = 0;
-                h.oks = h.oks.saturating_add(1);
-                // The first answer decides at once; later ones need `rise`.
-                if h.down && (first || h.oks >= rise) {
-                    h.down = false;
-                    return Some(Change::Up);
-                }
-            }
-            Err(why) => {
-                self.servers[server].failures_total += 1;
-                let h = &mut self.servers[server].health;
-                h.last = why;
-                h.oks = 0;
-                h.fails = h.fails.saturating_add(1);
-                if !h.down && (first || h.fails >= fall) {
-                    h.down = true;
-                    h.down_reason = h.last.clone();
-                    return Some(Change::Down);
-                }
-            }
-        }
-        None
+        let change = self.servers[server].observe(result, now, fall, rise, true);
+        self.log_change(server, change);
+        change
     }
 
     /// Records a real client's failed connect or login to `server` (a
-    /// passive check): it counts toward `fall` like a failed check.
+    /// passive check): it counts toward `fall` like a failed check. Logs
+    /// and returns the state change, if any.
     pub fn record_failure(
         &mut self,
         server: usize,
@@ -309,18 +396,28 @@ impl Pools {
         now: Instant,
         fall: u32,
     ) -> Option<Change> {
-        self.servers[server].failures_total += 1;
-        let h = &mut self.servers[server].health;
-        h.last = why.to_string();
-        h.last_at = Some(now);
-        h.oks = 0;
-        h.fails = h.fails.saturating_add(1);
-        if !h.down && h.fails >= fall {
-            h.down = true;
-            h.down_reason = h.last.clone();
-            return Some(Change::Down);
+        let change = self.servers[server].observe(Err(why.to_string()), now, fall, 0, false);
+        self.log_change(server, change);
+        change
+    }
+
+    /// What `server` said about itself in its latest greeting.
+    pub fn learned(&mut self, server: usize, info: BackendInfo) {
+        let s = &mut self.servers[server];
+        if s.info.as_ref().is_none_or(|i| i.version != info.version) {
+            log::info!("server {}: version {}", s.addr, info.version);
         }
-        None
+        s.info = Some(info);
+    }
+
+    /// The TLS a check or login to `server` negotiated (`None`: none).
+    pub fn tls_seen(&mut self, server: usize, version: Option<&'static str>) {
+        self.servers[server].tls = version;
+    }
+
+    /// A client logged in through `pool`.
+    pub fn routed(&mut self, pool: usize) {
+        self.pools[pool].clients_total += 1;
     }
 
     /// A real login to `server` succeeded: its failure streak is over.
@@ -329,11 +426,12 @@ impl Pools {
     }
 
     /// Logs a server going up or down, once, with the reason.
-    pub fn log_change(&self, server: usize, change: Change) {
+    fn log_change(&self, server: usize, change: Option<Change>) {
         let s = &self.servers[server];
         match change {
-            Change::Down => log::warn!("server {} is DOWN: {}", s.addr, s.health.down_reason),
-            Change::Up => log::warn!("server {} is UP", s.addr),
+            Some(Change::Down) => log::warn!("server {} is DOWN: {}", s.addr, s.health.down_reason),
+            Some(Change::Up) => log::warn!("server {} is UP", s.addr),
+            None => {}
         }
     }
 
@@ -363,16 +461,14 @@ impl Pools {
     }
 
     /// The version, capabilities and character set to greet clients with:
-    /// taken from the first server that has answered, capabilities
-    /// intersected over every server that has.
+    /// taken from the first server that has answered, capabilities (and
+    /// MariaDB's extended ones) intersected over every server that has.
     pub fn advertised(&self) -> Option<BackendInfo> {
         let mut known = self.servers.iter().filter_map(|s| s.info.as_ref());
         let first = known.next()?.clone();
-        let caps = known.fold(first.capabilities, |c, i| c & i.capabilities);
-        Some(BackendInfo {
-            capabilities: caps,
-            ..first
-        })
+        let (caps, ext) = known
+            .fold((first.capabilities, first.ext), |(c, e), i| (c & i.capabilities, e & i.ext));
+        Some(BackendInfo { capabilities: caps, ext, ..first })
     }
 }
 
@@ -385,15 +481,10 @@ pub fn pick(load: &[Option<(u32, u32)>], rotor: &mut usize) -> Option<usize> {
     let less = |(a, wa): (u32, u32), (b, wb): (u32, u32)| {
         u64::from(a) * u64::from(wb) < u64::from(b) * u64::from(wa)
     };
-    let best = load
-        .iter()
-        .flatten()
-        .copied()
-        .reduce(|m, x| if less(x, m) { x } else { m })?;
+    let best = load.iter().flatten().copied().reduce(|m, x| if less(x, m) { x } else { m })?;
     let start = *rotor % n.max(1);
-    let chosen = (0..n)
-        .map(|i| (start + i) % n)
-        .find(|&i| load[i].is_some_and(|x| !less(best, x)))?;
+    let chosen =
+        (0..n).map(|i| (start + i) % n).find(|&i| load[i].is_some_and(|x| !less(best, x)))?;
     *rotor = chosen + 1;
     Some(chosen)
 }
@@ -522,14 +613,8 @@ mod tests {
         assert_eq!(p.record_check(0, fail(), t, 3, 2), Some(Change::Down));
         assert_eq!(p.record_check(0, fail(), t, 3, 2), None);
         assert_eq!(p.record_check(0, Ok(None), t, 3, 2), None);
-        assert_eq!(
-            p.record_check(0, Ok(None), t + Duration::from_secs(2), 3, 2),
-            Some(Change::Up)
-        );
-        assert_eq!(
-            p.servers[0].health.last_at,
-            Some(t + Duration::from_secs(2))
-        );
+        assert_eq!(p.record_check(0, Ok(None), t + Duration::from_secs(2), 3, 2), Some(Change::Up));
+        assert_eq!(p.servers[0].health.last_at, Some(t + Duration::from_secs(2)));
         // A first failing check marks a server down at once.
         assert_eq!(p.record_check(1, fail(), t, 3, 2), Some(Change::Down));
         // Real logins count as failures too.
@@ -544,19 +629,21 @@ mod tests {
         assert_eq!(p.advertised(), None);
         p.servers[0].info = Some(BackendInfo {
             version: "10.11.6-MariaDB".into(),
-            capabilities: 0b111,
+            capabilities: 0b110,
+            ext: 0x1d,
             charset: 45,
         });
+        let a = p.advertised().unwrap();
+        assert_eq!((a.capabilities, a.ext), (0b110, 0x1d));
         p.servers[1].info = Some(BackendInfo {
             version: "8.0.36".into(),
             capabilities: 0b101,
+            ext: 0,
             charset: 255,
         });
         let a = p.advertised().unwrap();
-        assert_eq!(
-            (a.version.as_str(), a.capabilities, a.charset),
-            ("10.11.6-MariaDB", 0b101, 45)
-        );
+        assert_eq!((a.version.as_str(), a.capabilities, a.charset), ("10.11.6-MariaDB", 0b100, 45));
+        assert_eq!(a.ext, 0, "one MySQL server: no extended capabilities");
     }
 
     #[test]

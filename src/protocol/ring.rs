@@ -22,11 +22,7 @@ pub struct BufPool {
 impl BufPool {
     /// A pool handing out buffers of `size` bytes, keeping at most `keep` spares.
     pub fn new(size: usize, keep: usize) -> BufPool {
-        BufPool {
-            size,
-            free: Vec::new(),
-            keep,
-        }
+        BufPool { size, free: Vec::new(), keep }
     }
 
     /// The capacity of every buffer this pool hands out.
@@ -35,9 +31,7 @@ impl BufPool {
     }
 
     fn take(&mut self) -> Box<[u8]> {
-        self.free
-            .pop()
-            .unwrap_or_else(|| vec![0u8; self.size].into_boxed_slice())
+        self.free.pop().unwrap_or_else(|| vec![0u8; self.size].into_boxed_slice())
     }
 
     fn give(&mut self, buf: Box<[u8]>) {
@@ -60,9 +54,17 @@ pub struct Ring {
     buf: Option<Box<[u8]>>,
     read_at: usize,
     len: usize,
+    /// Bytes consumed or cleared since the ring was made: a position in
+    /// the stream is `consumed() + offset`.
+    consumed: u64,
 }
 
 impl Ring {
+    /// Bytes consumed (or cleared) since the ring was made.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
     /// Bytes buffered.
     pub fn len(&self) -> usize {
         self.len
@@ -104,6 +106,7 @@ impl Ring {
 
     /// Drops everything buffered and returns the storage to the pool.
     pub fn clear(&mut self, pool: &mut BufPool) {
+        self.consumed += self.len as u64;
         self.len = 0;
         self.release_if_empty(pool);
     }
@@ -126,11 +129,7 @@ impl Ring {
         // The free region starts after the newest byte and runs to the end of
         // storage, or to the oldest byte when the data has wrapped.
         let write_at = (self.read_at + self.len) % cap;
-        let end = if write_at >= self.read_at {
-            cap
-        } else {
-            self.read_at
-        };
+        let end = if write_at >= self.read_at { cap } else { self.read_at };
         let slice = &mut buf[write_at..end];
         let (n, r) = f(slice);
         assert!(n <= slice.len(), "fill_with closure overran its slice");
@@ -175,11 +174,8 @@ impl Ring {
         assert!(n <= self.len, "consumed more than buffered");
         let cap = self.capacity();
         self.len -= n;
-        self.read_at = if self.len == 0 {
-            0
-        } else {
-            (self.read_at + n) % cap
-        };
+        self.consumed += n as u64;
+        self.read_at = if self.len == 0 { 0 } else { (self.read_at + n) % cap };
     }
 
     /// Zeroes the storage not holding buffered bytes, so data already

@@ -3,8 +3,8 @@
 //! Plain numbers bumped in place by the loop and the pairs; nothing here
 //! allocates after start-up, so counting costs nothing on the relay path.
 
-use crate::access::EndReason;
-pub use crate::exposition::Histogram;
+use crate::operations::access::EndReason;
+pub use crate::operations::exposition::Histogram;
 use std::time::Instant;
 
 /// Totals since start.
@@ -17,6 +17,14 @@ pub struct Stats {
     pub refused: u64,
     pub logins_ok: u64,
     pub logins_failed: u64,
+    /// Logins that succeeded, by the client leg's transport.
+    pub logins_tls: u64,
+    pub logins_plain: u64,
+    /// Logins refused because `tls = required` and the client had none.
+    pub logins_insecure: u64,
+    /// TLS handshakes that failed, toward clients and toward servers.
+    pub tls_failures_client: u64,
+    pub tls_failures_server: u64,
     /// Backend connections opened, and attempts that failed.
     pub backend_connects: u64,
     pub backend_failures: u64,
@@ -43,6 +51,11 @@ impl Stats {
             refused: 0,
             logins_ok: 0,
             logins_failed: 0,
+            logins_tls: 0,
+            logins_plain: 0,
+            logins_insecure: 0,
+            tls_failures_client: 0,
+            tls_failures_server: 0,
             backend_connects: 0,
             backend_failures: 0,
             bytes_in: 0,
@@ -74,10 +87,7 @@ mod tests {
         s.ended(&EndReason::Timeout("idle_timeout"), 10, 20);
         s.ended(&EndReason::Shutdown, 1, 2);
         assert_eq!(s.ends[5], 1);
-        assert_eq!(
-            EndReason::KINDS[EndReason::Shutdown.kind_index()],
-            "shutdown"
-        );
+        assert_eq!(EndReason::KINDS[EndReason::Shutdown.kind_index()], "shutdown");
         assert_eq!((s.bytes_in, s.bytes_out), (11, 22));
     }
 }

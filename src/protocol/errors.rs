@@ -5,19 +5,17 @@
 //! client libraries, which treat an ERR packet carrying one as malformed.
 //! Messages never contain a password, hash, salt or token.
 
-use crate::wire::put_packet;
+use crate::protocol::wire::put_packet;
 
 /// Why myroute refuses or ends a client connection itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// Unknown user or wrong password: indistinguishable on purpose.
-    AccessDenied {
-        user: String,
-        host: String,
-        using_password: bool,
-    },
-    /// The client asked for TLS (SSLRequest); myroute does not speak it.
+    AccessDenied { user: String, host: String, using_password: bool },
+    /// The client asked for TLS (SSLRequest), which is not offered.
     SslUnsupported,
+    /// `tls = required` and the client logs in without TLS.
+    InsecureTransport,
     /// A pre-4.1 HandshakeResponse320.
     Pre41Client,
     /// A connection-phase packet that does not parse; the text says what.
@@ -26,9 +24,8 @@ pub enum Refusal {
     PacketsOutOfOrder,
     /// No server of the user's pool could be reached or logged in to.
     PoolUnreachable { pool: String, detail: String },
-    /// COM_CHANGE_USER would be checked by the backend against a salt the
-    /// client never saw, and could cross pools.
-    ChangeUserUnsupported,
+    /// The backend account wants an auth plugin myroute cannot answer.
+    PluginUnsupported { user: String, server: String, plugin: String },
     /// The client did not finish logging in within `handshake_timeout`.
     HandshakeTimeout,
     /// `max_clients` connections are open already.
@@ -49,13 +46,17 @@ impl Refusal {
             | Refusal::BadHandshake(_)
             | Refusal::HandshakeTimeout => (1043, "08S01"), // ER_HANDSHAKE_ERROR
             Refusal::PacketsOutOfOrder => (1156, "08S01"),   // ER_NET_PACKETS_OUT_OF_ORDER
+            // ER_SECURE_TRANSPORT_REQUIRED, as MySQL and MariaDB (11.4) send it.
+            Refusal::InsecureTransport => (3159, "HY000"),
             // ER_CONNECT_TO_FOREIGN_DATA_SOURCE, with a connection-class
             // SQLSTATE so drivers treat it as a failed connection.
             Refusal::PoolUnreachable { .. } => (1429, "08S01"),
-            Refusal::ChangeUserUnsupported => (1235, "42000"), // ER_NOT_SUPPORTED_YET
-            Refusal::TooManyConnections => (1040, "08004"),    // ER_CON_COUNT_ERROR
-            Refusal::ShuttingDown => (1053, "08S01"),          // ER_SERVER_SHUTDOWN
-            Refusal::Killed => (1927, "70100"),                // ER_CONNECTION_KILLED
+            // ER_NOT_SUPPORTED_AUTH_MODE: what a server answers a client
+            // that lacks the account's plugin.
+            Refusal::PluginUnsupported { .. } => (1251, "08004"),
+            Refusal::TooManyConnections => (1040, "08004"), // ER_CON_COUNT_ERROR
+            Refusal::ShuttingDown => (1053, "08S01"),       // ER_SERVER_SHUTDOWN
+            Refusal::Killed => (1927, "70100"),             // ER_CONNECTION_KILLED
         }
     }
 
@@ -72,8 +73,9 @@ impl Refusal {
                 if *using_password { "YES" } else { "NO" }
             ),
             Refusal::SslUnsupported => {
-                "Bad handshake: myroute does not support TLS; connect without SSL".into()
+                "Bad handshake: TLS is not offered here (tls = off); connect without SSL".into()
             }
+            Refusal::InsecureTransport => "Connections using insecure transport are prohibited while --require_secure_transport=ON.".into(),
             Refusal::Pre41Client => {
                 "Bad handshake: client does not support protocol 4.1 authentication".into()
             }
@@ -82,9 +84,10 @@ impl Refusal {
             Refusal::PoolUnreachable { pool, detail } => {
                 format!("Unable to connect to pool '{pool}': {detail}")
             }
-            Refusal::ChangeUserUnsupported => {
-                "This version of MySQL doesn't yet support 'COM_CHANGE_USER through myroute'; open a new connection as the other user".into()
-            }
+            Refusal::PluginUnsupported { user, server, plugin } => format!(
+                "Client does not support authentication protocol requested by server: account '{}' on {server} uses auth plugin '{plugin}', and myroute logs in to servers with mysql_native_password only",
+                clip(user, 128)
+            ),
             Refusal::HandshakeTimeout => "Bad handshake: handshake_timeout expired".into(),
             Refusal::TooManyConnections => "Too many connections".into(),
             Refusal::ShuttingDown => "Server shutdown in progress".into(),
@@ -150,10 +153,7 @@ mod tests {
         assert_eq!(&p[..4], &[(p.len() - 4) as u8, 0, 0, 2]);
         assert_eq!(&p[4..7], &[0xFF, 0x15, 0x04]); // 1045
         assert_eq!(&p[7..13], b"#28000");
-        assert_eq!(
-            &p[13..],
-            b"Access denied for user 'app_rw'@'127.0.0.1' (using password: YES)"
-        );
+        assert_eq!(&p[13..], b"Access denied for user 'app_rw'@'127.0.0.1' (using password: YES)");
         assert_eq!(parse_err(&p[4..]).unwrap().0, 1045);
     }
 
@@ -169,11 +169,7 @@ mod tests {
             Refusal::Pre41Client,
             Refusal::BadHandshake("x".into()),
             Refusal::PacketsOutOfOrder,
-            Refusal::PoolUnreachable {
-                pool: "p".into(),
-                detail: "d".into(),
-            },
-            Refusal::ChangeUserUnsupported,
+            Refusal::PoolUnreachable { pool: "p".into(), detail: "d".into() },
             Refusal::HandshakeTimeout,
             Refusal::TooManyConnections,
         ];
