@@ -10,15 +10,26 @@ SSLRequest, AuthSwitchRequest/Response, OK and ERR.  Seeds for the
 `pair_script` target are scripts in that target's input format (see
 fuzz_targets/pair_script.rs) built around the captured packets.
 
+The `ssl_request`, `ok_rewrite` and `change_user` seeds come from MariaDB
+alone: SSLRequests of the three clients (with their HandshakeResponse41 as
+it follows inside TLS), OK packets of a MariaDB 10.11 session with and
+without CLIENT_SESSION_TRACK (session state, info, affected rows, insert
+ids), and COM_CHANGE_USER from libmariadb (mysql_change_user, through
+ctypes) and mysql-connector-python, each in its target's input format.
+
 Usage (as root on a machine with MariaDB, PyMySQL and mysql-connector-python,
 e.g. after tests/setup-deps.sh):
 
     MYROUTE_BIN=target/release/myroute python3 fuzz/capture_seeds.py
+    python3 fuzz/capture_seeds.py ssl_request ok_rewrite change_user
 
-Salts and tokens differ on every run, so the files change each time; the
-shapes do not.
+Named targets: only their seeds are rewritten (those three need no
+myroute binary). Salts and tokens differ on every run, so the files change
+each time; the shapes do not.
 """
 
+import ctypes
+import hashlib
 import os
 import shutil
 import struct
@@ -40,6 +51,12 @@ from harness.mariadb import Cluster  # noqa: E402
 from harness.proxy import Proxy, main_settings  # noqa: E402
 
 CORPUS = os.path.join(HERE, "corpus")
+# Targets whose seeds `capture` writes (with myroute in front of MariaDB),
+# and those `capture_sessions` writes (MariaDB alone).
+PROXY_TARGETS = ("packet_framing", "client_hello", "auth_switch", "backend_greeting", "config",
+                 "pair_script")
+SESSION_TARGETS = ("ssl_request", "ok_rewrite", "change_user")
+WANTED = set(PROXY_TARGETS + SESSION_TARGETS)
 
 
 def set_ssl_flag(pkt):
@@ -70,6 +87,8 @@ def settle(relay, timeout=3.0):
 
 
 def write(target, name, data):
+    if target not in WANTED:
+        return
     d = os.path.join(CORPUS, target)
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, name), "wb") as f:
@@ -168,25 +187,36 @@ def op_login_fill(a, b=0, less=0):
 
 
 def main():
-    for t in ("packet_framing", "client_hello", "auth_switch", "backend_greeting", "config",
-              "pair_script"):
+    global WANTED
+    if sys.argv[1:]:
+        unknown = set(sys.argv[1:]) - WANTED
+        if unknown:
+            sys.exit("capture_seeds.py: no seeds are captured for %s (targets: %s)"
+                     % (" ".join(sorted(unknown)), " ".join(PROXY_TARGETS + SESSION_TARGETS)))
+        WANTED = set(sys.argv[1:])
+    for t in WANTED:
         shutil.rmtree(os.path.join(CORPUS, t), ignore_errors=True)
     work = tempfile.mkdtemp(prefix="myroute-seeds-")
     cluster = Cluster(1)
     cluster.start()
     db = cluster.primary
-    proxy = Proxy(work, "seeds", main_settings(cluster).copy())
-    # main_settings names replicas; with one server, route everyone to it.
-    proxy.settings = [(k, v) for k, v in proxy.settings
-                      if k != "pool.replicas.servers"] + [("pool.replicas.servers", db.address)]
-    proxy.start()
+    proxy = None
     try:
-        capture(db, proxy)
+        if WANTED & set(PROXY_TARGETS):
+            proxy = Proxy(work, "seeds", main_settings(cluster).copy())
+            # main_settings names replicas; with one server, route everyone to it.
+            proxy.settings = [(k, v) for k, v in proxy.settings if k != "pool.replicas.servers"
+                              ] + [("pool.replicas.servers", db.address)]
+            proxy.start()
+            capture(db, proxy)
+        if WANTED & set(SESSION_TARGETS):
+            capture_sessions(db)
     finally:
-        proxy.stop()
+        if proxy is not None:
+            proxy.stop()
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
-    for t in sorted(os.listdir(CORPUS)):
+    for t in sorted(WANTED):
         files = os.listdir(os.path.join(CORPUS, t))
         print("%-18s %2d seeds" % (t, len(files)))
 
@@ -396,6 +426,229 @@ user.nopw.pool = w
     }
     for name, data in scripts.items():
         write("pair_script", name, data)
+
+
+
+# --- ssl_request, ok_rewrite, change_user (keep in step with their targets) ----
+
+def ssl_request_seed(request, salt, rest=b"", seq=0, mode=0, login=0):
+    """ssl_request input: the fields of a real SSLRequest (`request`, its
+    payload), the sequence byte (0: sequence 1), mode and login bytes, the
+    greeting's salt, then `rest` (the response with mode 0x08)."""
+    caps, max_packet, charset = struct.unpack_from("<IIB", request)
+    return (struct.pack("<I", caps) + request[28:32] + struct.pack("<IB", max_packet, charset)
+            + bytes([seq, mode, login]) + salt[:20] + rest)
+
+
+def ok_rewrite_seed(caps, ok, info=None, mode=0x80):
+    """ok_rewrite input for a real OK payload `ok` (mode 0x80): with
+    `info` None, myroute's own info (mode 0x40: 0x01 and the hex of 32
+    bytes); else that info."""
+    if info is None:
+        return (struct.pack("<IBH", caps, mode | 0x40, 0)
+                + hashlib.sha256(ok).digest() + ok)
+    return struct.pack("<IBH", caps, mode, len(info)) + info + ok
+
+
+def change_user_seed(caps, charset, scramble, payload, mode=0x01, who=0):
+    """change_user input for a real COM_CHANGE_USER payload (mode 0x01) on
+    a session with `caps` and `charset`, whose scramble it answers."""
+    return struct.pack("<IBBB", caps, charset, mode, who) + scramble[:20] + payload
+
+
+def with_ssl_flag(response):
+    """A HandshakeResponse41 as it comes inside TLS: CLIENT_SSL set."""
+    caps = struct.unpack_from("<I", response)[0] | p.CLIENT_SSL
+    return struct.pack("<I", caps) + response[4:]
+
+
+def libmariadb_change_user(port, user, password, new_user, new_password, db=None):
+    """mysql_real_connect then mysql_change_user with libmariadb, the C
+    client library the mariadb tools use."""
+    lib = ctypes.CDLL("libmariadb.so.3")
+    lib.mysql_init.restype = ctypes.c_void_p
+    lib.mysql_init.argtypes = [ctypes.c_void_p]
+    lib.mysql_real_connect.restype = ctypes.c_void_p
+    lib.mysql_real_connect.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
+                                       ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint,
+                                       ctypes.c_char_p, ctypes.c_ulong]
+    lib.mysql_change_user.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
+                                      ctypes.c_char_p]
+    lib.mysql_close.argtypes = [ctypes.c_void_p]
+    m = lib.mysql_init(None)
+    enc = lambda s: None if s is None else s.encode()  # noqa: E731
+    if lib.mysql_real_connect(m, b"127.0.0.1", enc(user), enc(password), None, port, None, 0):
+        lib.mysql_change_user(m, enc(new_user), enc(new_password), enc(db))
+    lib.mysql_close(m)
+
+
+def capture_sessions(db):
+    rw, ro = USERS["app_rw"], USERS["app_ro"]
+
+    def client_first(pk):
+        return next(b for s, b in pk if s == "c")[4:]
+
+    def negotiated(pk):
+        """(capabilities both sides have, the client's charset, the salt)."""
+        g = p.parse_greeting(next(b for s, b in pk if s == "s")[4:])
+        hello = p.parse_handshake_response(client_first(pk))
+        return (hello["capabilities"] & (g["capabilities"] | p.CLIENT_LONG_PASSWORD),
+                hello["charset"], g["salt"])
+
+    # --- ssl_request: each client's SSLRequest, and its response in plaintext -----
+    cli = ["mariadb", "--no-defaults", "-h127.0.0.1", "--protocol=TCP", "-uapp_rw",
+           "-p" + rw, "-e", "SELECT 1", "--connect-timeout=3"]
+    bait = Relay(db, greeting=set_ssl_flag)
+    subprocess.run(cli + ["-P%d" % bait.port, "--ssl"], capture_output=True, timeout=30)
+    pk, _ = settle(bait)
+    cli_ssl = client_first(pk)
+    ignore(pymysql.connect, host="127.0.0.1", port=bait.port, user="app_rw", password=rw,
+           ssl={"fake_flag_to_enable_tls": True}, connect_timeout=3)
+    pk, _ = settle(bait)
+    pymysql_ssl = client_first(pk)
+    ignore(mysql.connector.connect, host="127.0.0.1", port=bait.port, user="app_rw",
+           password=rw, use_pure=True, connection_timeout=3)
+    pk, _ = settle(bait)
+    connector_ssl = client_first(pk)
+    bait.close()
+
+    relay = Relay(db)
+    subprocess.run(cli + ["-P%d" % relay.port, "--skip-ssl", "-Dapp"], capture_output=True,
+                   timeout=30)
+    pk, _ = settle(relay)
+    cli_response = client_first(pk)
+    salt = negotiated(pk)[2]
+    ignore(pymysql.connect, host="127.0.0.1", port=relay.port, user="nopw", password="",
+           ssl_disabled=True)
+    pk, _ = settle(relay)
+    pymysql_response = client_first(pk)
+    ignore(mysql.connector.connect, host="127.0.0.1", port=relay.port, user="app_rw",
+           password=rw, use_pure=True, ssl_disabled=True, auth_plugin="caching_sha2_password")
+    pk, _ = settle(relay)
+    connector_response = client_first(pk)
+
+    for name, req in (("mariadb_cli", cli_ssl), ("pymysql", pymysql_ssl),
+                      ("connector", connector_ssl)):
+        write("ssl_request", name + "_ssl_request", req)
+    write("ssl_request", "mariadb_cli_tls_login_with_db",
+          ssl_request_seed(cli_ssl, salt, with_ssl_flag(cli_response), mode=0x08))
+    write("ssl_request", "pymysql_tls_login_nopw",
+          ssl_request_seed(pymysql_ssl, salt, with_ssl_flag(pymysql_response), mode=0x08))
+    write("ssl_request", "connector_tls_login_caching_sha2",
+          ssl_request_seed(connector_ssl, salt, with_ssl_flag(connector_response), mode=0x08))
+    # Logins the target builds: right password, switched from another
+    # plugin with attributes and database, and wrong password, each inside TLS.
+    write("ssl_request", "mariadb_cli_tls_built_right_password",
+          ssl_request_seed(cli_ssl, salt, login=0x00))
+    write("ssl_request", "connector_tls_built_switch_db_attrs",
+          ssl_request_seed(connector_ssl, salt, login=0x70))
+    write("ssl_request", "pymysql_tls_built_wrong_password",
+          ssl_request_seed(pymysql_ssl, salt, login=0x04))
+    write("ssl_request", "connector_plaintext_required_tls",
+          ssl_request_seed(connector_ssl, salt, connector_response, mode=0x1A))
+    write("ssl_request", "mariadb_cli_ssl_request_at_sequence_2",
+          ssl_request_seed(cli_ssl, salt, seq=1))
+    write("ssl_request", "mariadb_cli_plaintext_before_tls",
+          ssl_request_seed(cli_ssl, salt, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+                           mode=0x04))
+
+    # --- ok_rewrite: the OKs of a session, with and without session tracking ------
+    statements = [
+        "USE app",
+        "SET autocommit=0",
+        "SET NAMES utf8mb4",
+        "SET SESSION session_track_transaction_info=CHARACTERISTICS",
+        "START TRANSACTION READ ONLY",
+        "COMMIT",
+        "SET SESSION session_track_state_change=ON",
+        "SET @x=1",
+        "UPDATE app.items SET qty=qty+1",
+        "INSERT INTO app.blobs (tag, data) VALUES ('a', 'b'), ('c', 'd')",
+        "ROLLBACK",
+        "DO 1",
+    ]
+    subprocess.run(cli[:-3] + ["-P%d" % relay.port, "--skip-ssl", "--batch", "-e",
+                               "; ".join(statements)], capture_output=True, timeout=30)
+    pk, _ = settle(relay)
+    caps = negotiated(pk)[0]
+    oks = [b[4:] for s, b in pk if s == "s" and b[4] == 0x00][1:]  # after the login's
+    login_ok = next(b[4:] for s, b in pk if s == "s" and b[4] == 0x00)
+    write("ok_rewrite", "mariadb_cli_login_ok", ok_rewrite_seed(caps, login_ok))
+    seen = set()
+    for stmt, ok in zip(statements, oks):
+        # One seed per distinct shape: with and without session state, info.
+        st = struct.unpack_from("<H", ok, 3)[0] if len(ok) >= 5 else 0
+        name = "mariadb_cli_" + "".join(c if c.isalnum() else "_" for c in stmt.lower())[:40]
+        if ok in seen:
+            continue
+        seen.add(ok)
+        write("ok_rewrite", name, ok_rewrite_seed(caps, ok))
+        if st & 0x4000:
+            # The same packet read by a client without session tracking.
+            write("ok_rewrite", name + "_untracked",
+                  ok_rewrite_seed(caps & ~(1 << 23), ok, info=b"\x01" + b"AB" * 32))
+    conn = pymysql.connect(host="127.0.0.1", port=relay.port, user="app_rw", password=rw,
+                           ssl_disabled=True, autocommit=True)
+    cur = conn.cursor()
+    cur.execute("UPDATE app.items SET qty=qty-1")
+    cur.execute("INSERT INTO app.blobs (tag, data) VALUES ('e', 'f')")
+    conn.close()
+    pk, _ = settle(relay)
+    pymysql_caps = negotiated(pk)[0]
+    for i, ok in enumerate(b[4:] for s, b in pk if s == "s" and b[4] == 0x00):
+        write("ok_rewrite", "pymysql_ok_%d" % i, ok_rewrite_seed(pymysql_caps, ok))
+    # Built by the target from its fields: tracked with state, an info of
+    # 300 bytes, integers wider than needed, an EOF-style header.
+    fields = (struct.pack("<B", 1) + struct.pack("<Q", 300) + struct.pack("<B", 3)
+              + struct.pack("<Q", 1 << 40) + b"\x00" + struct.pack("<HH", 0x4002, 1)
+              + b"\x05hello" + struct.pack("<H", 17) + b"\x00\x0f\x0aautocommit\x03OFF")
+    write("ok_rewrite", "built_tracked_with_state",
+          struct.pack("<IBH", caps, 0x07, 3) + b"abc" + fields)
+    write("ok_rewrite", "built_long_info_wide_ints",
+          struct.pack("<IBH", caps, 0x0D, 300) + b"i" * 300 + fields)
+    write("ok_rewrite", "built_eof_header", struct.pack("<IBH", caps, 0x13, 0) + fields)
+
+    # --- change_user: libmariadb's and mysql-connector-python's -----------------
+    libmariadb_change_user(relay.port, "app_rw", rw, "app_ro", ro, "app")
+    pk, _ = settle(relay)
+    caps, charset, salt = negotiated(pk)
+    change = next(b[4:] for s, b in pk if s == "c" and b[3] == 0 and b[4] == p.COM_CHANGE_USER)
+    write("change_user", "libmariadb_change_user_with_db", change_user_seed(caps, charset, salt,
+                                                                          change))
+    write("change_user", "libmariadb_change_user_wrong_answer",
+          change_user_seed(caps, charset, salt, change, mode=0x05))
+    libmariadb_change_user(relay.port, "app_ro", ro, "nopw", "")
+    pk, _ = settle(relay)
+    caps, charset, salt = negotiated(pk)
+    change = next(b[4:] for s, b in pk if s == "c" and b[3] == 0 and b[4] == p.COM_CHANGE_USER)
+    write("change_user", "libmariadb_change_user_nopw", change_user_seed(caps, charset, salt,
+                                                                       change))
+
+    def connector_change(**kw):
+        conn = mysql.connector.connect(host="127.0.0.1", port=relay.port, user="app_rw",
+                                       password=rw, use_pure=True, ssl_disabled=True, **kw)
+        conn.cmd_change_user(username="app_ro", password=ro, database="app")
+        conn.close()
+
+    ignore(connector_change)
+    pk, _ = settle(relay)
+    caps, charset, salt = negotiated(pk)
+    change = next(b[4:] for s, b in pk if s == "c" and b[3] == 0 and b[4] == p.COM_CHANGE_USER)
+    write("change_user", "connector_change_user", change_user_seed(caps, charset, salt, change))
+    # The same packet read by sessions with other flags.
+    lenenc, plugin, attrs = 1 << 21, 1 << 19, 1 << 20
+    write("change_user", "connector_change_user_no_plugin_auth_attrs",
+          change_user_seed(caps & ~(plugin | attrs), charset, salt, change))
+    write("change_user", "connector_change_user_lenenc_answer_wrong_seq",
+          change_user_seed(caps | lenenc, charset, salt, change, mode=0x03))
+    relay.close()
+    # Built by the target from its fields: app_rw with database and
+    # attributes; a user of its own with an empty token.
+    write("change_user", "built_app_rw_db_attrs",
+          change_user_seed(caps, charset, salt, b"\x21\x01\x03key\x05value", mode=0x00,
+                           who=0x0C))
+    write("change_user", "built_own_user_empty_token",
+          change_user_seed(caps, charset, salt, b"\x05alice\x2d\x00", mode=0x00, who=0x23))
 
 
 if __name__ == "__main__":

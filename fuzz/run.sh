@@ -40,9 +40,12 @@ declare -A max_len=(
     [admin_session]=4096
     [http_request]=2048
     [tracker]=4096
+    [ssl_request]=512
+    [ok_rewrite]=2048
+    [change_user]=1024
 )
 all=(packet_framing client_hello auth_switch backend_greeting config pair_script
-    proxy_header admin_session http_request tracker)
+    proxy_header admin_session http_request tracker ssl_request ok_rewrite change_user)
 
 if [ "$#" -gt 0 ]; then
     targets=("$@")

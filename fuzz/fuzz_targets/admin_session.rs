@@ -26,11 +26,15 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use myroute::admin::{AdminAuth, Column, Command, End, Reply, Session, Table, CAPABILITIES};
-use myroute::errors;
-use myroute::handshake::{self, caps, NATIVE};
-use myroute::scramble::{self, Secret, LEN as SALT_LEN};
-use myroute::wire::{put_lenenc_bytes, put_packet, Reader, HEADER_LEN, MAX_PAYLOAD};
+use myroute::config::ClientTls;
+use myroute::operations::admin::{
+    AdminAuth, Column, Command, End, Reply, Session, Table, CAPABILITIES,
+};
+use myroute::protocol::constants::caps;
+use myroute::protocol::errors;
+use myroute::protocol::handshake::{self, NATIVE};
+use myroute::protocol::scramble::{self, Secret, LEN as SALT_LEN};
+use myroute::protocol::wire::{put_lenenc_bytes, put_packet, Reader, HEADER_LEN, MAX_PAYLOAD};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 const USER: &str = "admin";
@@ -127,11 +131,7 @@ fn make_reply(r: &mut Input) -> Reply {
         1 => {
             let code = u16::from_le_bytes([r.u8().unwrap_or(0), r.u8().unwrap_or(4)]);
             let state = STATES[usize::from(kind >> 2) % STATES.len()];
-            Reply::Err {
-                code,
-                state,
-                msg: r.text(),
-            }
+            Reply::Err { code, state, msg: r.text() }
         }
         _ => {
             let ncols = usize::from(kind >> 2 & 3);
@@ -249,6 +249,7 @@ fn login_packet(setup: u8, user: &str, plugin: &[u8], auth: &[u8]) -> Vec<u8> {
     put_lenenc_bytes(&mut kv, b"fuzz");
     handshake::encode_response(&handshake::ResponseFields {
         capabilities: flags,
+        ext: 0,
         max_packet: 16 << 20,
         charset: 45,
         user: user.as_bytes(),
@@ -323,11 +324,7 @@ fn check_reply(reply: &Reply, p: &[(u8, &[u8])], deprecate_eof: bool) {
             assert_eq!(p.len(), 1);
             let (c, _) = errors::parse_err(p[0].1).unwrap();
             assert_eq!(c, *code);
-            let want = if state.len() == 5 && state.is_ascii() {
-                state
-            } else {
-                "HY000"
-            };
+            let want = if state.len() == 5 && state.is_ascii() { state } else { "HY000" };
             assert_eq!(&p[0].1[4..9], want.as_bytes());
             let m = &p[0].1[9..];
             assert!(msg.as_bytes().starts_with(m) && m.len() <= 512);
@@ -459,18 +456,8 @@ impl Driver {
         self.sent.extend_from_slice(chunk);
         loop {
             let auth_secret = self.stage2.clone();
-            let auth = AdminAuth {
-                user: USER,
-                stage2: &auth_secret,
-            };
-            let Driver {
-                s,
-                input,
-                switches,
-                salts,
-                account,
-                ..
-            } = self;
+            let auth = AdminAuth { user: USER, stage2: &auth_secret };
+            let Driver { s, input, switches, salts, account, .. } = self;
             let mut salt = || {
                 *switches += 1;
                 let fresh = switch_salt(*switches);
@@ -521,14 +508,8 @@ impl Driver {
             let before = self.input.clone();
             let mut no_salt = || -> [u8; SALT_LEN] { panic!("salt asked for while executing") };
             let auth_secret = self.stage2.clone();
-            let auth = AdminAuth {
-                user: USER,
-                stage2: &auth_secret,
-            };
-            assert_eq!(
-                self.s.feed(&mut self.input, Some(&auth), &mut no_salt),
-                None
-            );
+            let auth = AdminAuth { user: USER, stage2: &auth_secret };
+            assert_eq!(self.s.feed(&mut self.input, Some(&auth), &mut no_salt), None);
             assert_eq!(self.input, before);
             assert!(self.s.out.is_empty());
             let reply = self.next_reply();
@@ -607,7 +588,7 @@ fuzz_target!(|data: &[u8]| {
         IpAddr::V6(Ipv6Addr::LOCALHOST)
     };
     let mut d = Driver {
-        s: Session::new(u32::from(cuts) << 8 | u32::from(n), greeting_salt, peer),
+        s: Session::new(u32::from(cuts) << 8 | u32::from(n), greeting_salt, peer, ClientTls::Off),
         stage2: scramble::hash_password(PW),
         account: setup & 0x40 == 0,
         input: Vec::new(),
@@ -669,11 +650,6 @@ fuzz_target!(|data: &[u8]| {
         d.deliver(c);
     }
     if tracing() {
-        eprintln!(
-            "user={:?} end={:?} unread={}",
-            d.s.user(),
-            d.s.end(),
-            d.input.len()
-        );
+        eprintln!("user={:?} end={:?} unread={}", d.s.user(), d.s.end(), d.input.len());
     }
 });

@@ -9,8 +9,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use myroute::handshake::{self, NATIVE};
-use myroute::scramble::{self, Secret, LEN};
+use myroute::protocol::handshake::{self, NATIVE};
+use myroute::protocol::scramble::{self, Secret, LEN};
 
 fn sha1(parts: &[&[u8]]) -> [u8; LEN] {
     let mut h = sha1_smol::Sha1::new();
@@ -25,10 +25,7 @@ fuzz_target!(|data: &[u8]| {
         Ok((plugin, plugin_data)) => {
             assert_eq!(data[0], 0xFE);
             if data.len() == 1 {
-                assert_eq!(
-                    (&plugin[..], plugin_data.len()),
-                    (&b"mysql_old_password"[..], 0)
-                );
+                assert_eq!((&plugin[..], plugin_data.len()), (&b"mysql_old_password"[..], 0));
             } else {
                 assert!(!plugin.contains(&0));
                 // 0xFE, the name, its NUL, the data and at most one NUL more.
@@ -50,10 +47,7 @@ fuzz_target!(|data: &[u8]| {
     let clean = scramble::salt_from_random(salt);
     assert!(clean.iter().all(|&b| (1..=127).contains(&b) && b != b'$'));
     let req = handshake::build_auth_switch(&clean);
-    assert_eq!(
-        handshake::parse_auth_switch(&req),
-        Ok((NATIVE.to_vec(), clean.to_vec()))
-    );
+    assert_eq!(handshake::parse_auth_switch(&req), Ok((NATIVE.to_vec(), clean.to_vec())));
 
     // The input's 20 bytes as the stored stage2: accepted exactly when the
     // model accepts, and then the recovered stage1 is consistent.
@@ -78,14 +72,8 @@ fuzz_target!(|data: &[u8]| {
     let stage1 = Secret(raw);
     let made = scramble::token_for(&salt, &stage1);
     let stored = Secret(sha1(&[&raw]));
-    assert_eq!(
-        scramble::check_token(&salt, &stored, &made),
-        Some(stage1.clone())
-    );
-    assert_eq!(
-        scramble::check_token(&salt, &stored, &made[..LEN - 1]),
-        None
-    );
+    assert_eq!(scramble::check_token(&salt, &stored, &made), Some(stage1.clone()));
+    assert_eq!(scramble::check_token(&salt, &stored, &made[..LEN - 1]), None);
     let mut longer = made.to_vec();
     longer.push(token.first().copied().unwrap_or(0));
     assert_eq!(scramble::check_token(&salt, &stored, &longer), None);

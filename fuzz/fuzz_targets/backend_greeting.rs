@@ -11,8 +11,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use myroute::errors;
-use myroute::handshake::{self, caps, NATIVE};
+use myroute::protocol::constants::caps;
+use myroute::protocol::errors;
+use myroute::protocol::handshake::{self, NATIVE};
 
 fuzz_target!(|data: &[u8]| {
     match errors::parse_err(data) {
@@ -44,16 +45,16 @@ fuzz_target!(|data: &[u8]| {
         *s = *b;
     }
     let secure = g.capabilities | caps::SECURE_CONNECTION;
-    for c in [
-        secure,
-        secure | caps::PLUGIN_AUTH,
-        secure & !caps::PLUGIN_AUTH,
-    ] {
-        let built = handshake::build_greeting(&g.version, g.connection_id, &salt, c, g.charset);
+    for c in [secure, secure | caps::PLUGIN_AUTH, secure & !caps::PLUGIN_AUTH] {
+        let built =
+            handshake::build_greeting(&g.version, g.connection_id, &salt, c, g.ext, g.charset);
         let again = handshake::parse_greeting(&built).expect("myroute's greeting parses");
         assert_eq!(again.version, g.version);
         assert_eq!(again.connection_id, g.connection_id);
         assert_eq!(again.capabilities, c);
+        // Extended capabilities travel only with CLIENT_MYSQL clear.
+        let ext = if c & caps::LONG_PASSWORD == 0 { g.ext } else { 0 };
+        assert_eq!(again.ext, ext);
         assert_eq!(again.charset, g.charset);
         assert_eq!(again.auth_plugin, NATIVE);
         assert_eq!(again.salt, salt.to_vec());

@@ -11,7 +11,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use myroute::handshake::{self, caps, ClientHello, NATIVE};
+use myroute::protocol::constants::caps;
+use myroute::protocol::handshake::{self, ClientHello, NATIVE};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(hello) = handshake::parse_client_hello(data) else {
@@ -28,28 +29,21 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
         ClientHello::Pre41 => {
-            assert_eq!(
-                u16::from_le_bytes([data[0], data[1]]) as u32 & caps::PROTOCOL_41,
-                0
-            );
+            assert_eq!(u16::from_le_bytes([data[0], data[1]]) as u32 & caps::PROTOCOL_41, 0);
             return;
         }
     };
     assert_ne!(r.capabilities & caps::PROTOCOL_41, 0);
     assert!(!r.user.contains(&0));
-    assert!(r
-        .database
-        .as_ref()
-        .is_none_or(|d| !d.is_empty() && !d.contains(&0)));
+    assert!(r.database.as_ref().is_none_or(|d| !d.is_empty() && !d.contains(&0)));
     // Debug never shows the auth data.
     let shown = format!("{r:?}");
     assert!(shown.contains("auth_len"));
 
     let token = [0x5Au8; 20];
-    for backend_caps in [
-        caps::RELAYABLE,
-        caps::RELAYABLE & !(caps::CONNECT_ATTRS | caps::PLUGIN_AUTH_LENENC_DATA),
-    ] {
+    for backend_caps in
+        [caps::RELAYABLE, caps::RELAYABLE & !(caps::CONNECT_ATTRS | caps::PLUGIN_AUTH_LENENC_DATA)]
+    {
         let rebuilt = handshake::build_response(&r, backend_caps, &token);
         let again = match handshake::parse_client_hello(&rebuilt) {
             Ok(ClientHello::Response(a)) => a,

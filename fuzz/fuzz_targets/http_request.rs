@@ -24,7 +24,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use myroute::http::{
+use myroute::operations::http::{
     canned_response, parse_request, reason, response, route, HttpError, RequestLine, Route,
     MAX_HEAD,
 };
@@ -67,13 +67,7 @@ fn points(buf: &[u8]) -> Vec<usize> {
             }
         }
     }
-    v.extend([
-        MAX_HEAD - 1,
-        MAX_HEAD,
-        MAX_HEAD + 1,
-        buf.len() - 1,
-        buf.len(),
-    ]);
+    v.extend([MAX_HEAD - 1, MAX_HEAD, MAX_HEAD + 1, buf.len() - 1, buf.len()]);
     v.extend((0..buf.len()).step_by(509));
     v.retain(|&k| k <= buf.len());
     v.sort_unstable();
@@ -105,11 +99,7 @@ fn check_request_line(req: &RequestLine) {
     assert!(!req.path.contains(['?', '#']));
     if !req.path.is_empty() {
         let canonical = format!("{} {} HTTP/1.1\r\n\r\n", req.method, req.path);
-        assert_eq!(
-            parse_request(canonical.as_bytes()),
-            Ok(Some(req.clone())),
-            "{canonical:?}"
-        );
+        assert_eq!(parse_request(canonical.as_bytes()), Ok(Some(req.clone())), "{canonical:?}");
     }
 }
 
@@ -170,30 +160,19 @@ fn check_response(buf: &[u8]) {
     let content_type = String::from_utf8_lossy(first_line.get(..64).unwrap_or(first_line));
     let body = &buf[..buf.len().min(2048)];
     let pairs = header_pairs(buf);
-    let extra: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
+    let extra: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     for status in [status, 405, 200] {
         let r = response(status, &content_type, body, &extra);
-        let end = r
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a head ends with a blank line");
+        let end =
+            r.windows(4).position(|w| w == b"\r\n\r\n").expect("a head ends with a blank line");
         let (head, rest) = r.split_at(end + 4);
         assert_eq!(rest, body, "the body follows the head");
         let head = std::str::from_utf8(head).expect("the head is text");
         let lines: Vec<&str> = head[..head.len() - 4].split("\r\n").collect();
         assert!(!lines.iter().any(|l| l.contains(['\r', '\n'])), "{head:?}");
-        assert_eq!(
-            lines[0],
-            format!("HTTP/1.1 {status:03} {}", reason(status)),
-            "status line"
-        );
-        let headers: Vec<(&str, &str)> = lines[1..]
-            .iter()
-            .map(|l| l.split_once(": ").expect("name: value"))
-            .collect();
+        assert_eq!(lines[0], format!("HTTP/1.1 {status:03} {}", reason(status)), "status line");
+        let headers: Vec<(&str, &str)> =
+            lines[1..].iter().map(|l| l.split_once(": ").expect("name: value")).collect();
         let allow_extra = extra.iter().any(|(n, _)| n.eq_ignore_ascii_case("allow"));
         let want = usize::from(!content_type.is_empty())
             + 2
@@ -209,22 +188,13 @@ fn check_response(buf: &[u8]) {
         assert_eq!(headers[at], ("Content-Length", &*body.len().to_string()));
         assert_eq!(headers[at + 1], ("Connection", "close"));
         if status == 405 {
-            let allows = headers
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case("allow"))
-                .count();
+            let allows = headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("allow")).count();
             assert!(allows >= 1);
         }
         // Content-Length is in the head exactly once.
-        let lengths = headers
-            .iter()
-            .skip(at + 2)
-            .filter(|(n, _)| *n == "Content-Length")
-            .count();
-        let extra_lengths = extra
-            .iter()
-            .filter(|(n, _)| n.replace(['\r', '\n'], " ") == "Content-Length")
-            .count();
+        let lengths = headers.iter().skip(at + 2).filter(|(n, _)| *n == "Content-Length").count();
+        let extra_lengths =
+            extra.iter().filter(|(n, _)| n.replace(['\r', '\n'], " ") == "Content-Length").count();
         assert_eq!(lengths, extra_lengths);
     }
 }

@@ -12,8 +12,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use myroute::ring::{BufPool, Ring};
-use myroute::wire::{self, Framer, Reader, HEADER_LEN, MAX_PAYLOAD};
+use myroute::protocol::ring::{BufPool, Ring};
+use myroute::protocol::wire::{self, Framer, Reader, HEADER_LEN, MAX_PAYLOAD};
 use std::collections::VecDeque;
 
 /// A tiny deterministic generator for split points and read choices.
@@ -46,11 +46,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         HEADER_LEN + 2 * usize::from(ring_sel & 0x7F)
     };
-    let max_payload = if max_sel == 0xFF {
-        MAX_PAYLOAD
-    } else {
-        4 * usize::from(max_sel)
-    };
+    let max_payload = if max_sel == 0xFF { MAX_PAYLOAD } else { 4 * usize::from(max_sel) };
     ring_against_model(stream, cap, max_payload, &mut Rng(u32::from(seed) | 0x100));
     framer_against_model(stream, &mut Rng(u32::from(seed) << 8 | 0x10001));
     reader_consumes_what_it_returns(stream, &mut Rng(u32::from(seed) << 16 | 0x1_0001));
@@ -76,20 +72,13 @@ fn ring_against_model(stream: &[u8], cap: usize, max_payload: usize, rng: &mut R
         // Push a piece (possibly empty, possibly more than fits).
         let want = rng.below(rest.len() + 1);
         let pushed = ring.push(&rest[..want]);
-        assert_eq!(
-            pushed,
-            want.min(cap - model.len()),
-            "push took the free room"
-        );
+        assert_eq!(pushed, want.min(cap - model.len()), "push took the free room");
         model.extend(&rest[..pushed]);
         rest = &rest[pushed..];
         assert!(ring.len() <= ring.capacity());
         assert_eq!(ring.capacity(), cap);
         assert_eq!(ring.is_full(), model.len() == cap);
-        assert_eq!(
-            ring_contents(&ring),
-            model.iter().copied().collect::<Vec<_>>()
-        );
+        assert_eq!(ring_contents(&ring), model.iter().copied().collect::<Vec<_>>());
         if let Some(i) = (!model.is_empty()).then(|| rng.below(model.len())) {
             assert_eq!(ring.byte_at(i), Some(model[i]));
         }
@@ -145,8 +134,11 @@ fn framer_commands<'a>(f: &mut Framer, chunks: impl Iterator<Item = &'a [u8]>) -
     for chunk in chunks {
         let mut data = chunk;
         while !data.is_empty() {
-            let (used, command) = f.feed(data);
+            let (used, head) = f.feed(data);
             assert!(used >= 1 && used <= data.len(), "feed walks forward");
+            // A command: the first byte of a non-empty packet with sequence
+            // id 0 that does not continue a 16 MiB one.
+            let command = head.filter(|h| h.seq == 0 && h.len > 0).map(|h| h.bytes[0]);
             if let Some(c) = command {
                 assert_eq!(c, data[used - 1], "the command byte is the last walked");
                 out.push((at + used - 1, c));
@@ -178,11 +170,8 @@ fn framer_against_model(stream: &[u8], rng: &mut Rng) {
     }
     let boundary = pos == stream.len() && !continued;
 
-    let mut whole = Framer::default();
-    assert_eq!(
-        framer_commands(&mut whole, std::iter::once(stream)),
-        expected
-    );
+    let mut whole = Framer::new(1);
+    assert_eq!(framer_commands(&mut whole, std::iter::once(stream)), expected);
     assert_eq!(whole.at_boundary(), boundary);
 
     let mut pieces = Vec::new();
@@ -192,7 +181,7 @@ fn framer_against_model(stream: &[u8], rng: &mut Rng) {
         pieces.push(&rest[..n]);
         rest = &rest[n..];
     }
-    let mut split = Framer::default();
+    let mut split = Framer::new(1);
     assert_eq!(framer_commands(&mut split, pieces.into_iter()), expected);
     assert_eq!(split.at_boundary(), boundary);
 }

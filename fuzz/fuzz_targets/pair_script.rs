@@ -25,34 +25,23 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use myroute::access::RateLimit;
 use myroute::config::{self, Config};
-use myroute::handshake::{self, caps, NATIVE};
-use myroute::pair::{Ctx, Event, Pair, Side};
-use myroute::pool::{BackendInfo, Pools};
-use myroute::ring::BufPool;
-use myroute::scramble::{self, Secret};
-use myroute::stats::Stats;
-use myroute::wire::{put_lenenc_bytes, put_packet};
+use myroute::operations::access::RateLimit;
+use myroute::operations::stats::Stats;
+use myroute::protocol::constants::caps;
+use myroute::protocol::handshake::{self, NATIVE};
+use myroute::protocol::ring::BufPool;
+use myroute::protocol::scramble::{self, Secret};
+use myroute::protocol::wire::{put_lenenc_bytes, put_packet};
+use myroute::servers::pool::{BackendInfo, Pools};
+use myroute::sessions::pair::{Ctx, Event, Pair, Side};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 const PW: &[u8] = b"password";
 const HASH: &str = "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"; // PASSWORD('password')
-const USERS: [&[u8]; 6] = [
-    b"app_rw",
-    b"app_ro",
-    b"nopw",
-    b"nobody",
-    b"APP_RW",
-    b"app_rw\0x",
-];
-const PLUGINS: [&[u8]; 4] = [
-    NATIVE,
-    b"",
-    b"caching_sha2_password",
-    b"mysql_clear_password",
-];
+const USERS: [&[u8]; 6] = [b"app_rw", b"app_ro", b"nopw", b"nobody", b"APP_RW", b"app_rw\0x"];
+const PLUGINS: [&[u8]; 4] = [NATIVE, b"", b"caching_sha2_password", b"mysql_clear_password"];
 /// Operations per script, so one input cannot run for long.
 const MAX_OPS: usize = 200;
 
@@ -65,7 +54,7 @@ fn tracing() -> bool {
 
 /// The configuration, from the setup byte: bit 0 16 KiB rings (else
 /// 4 KiB), bit 3 server_version set, bit 4 idle_timeout, bit 5 replicas
-/// fall back to the primary, bit 6 weighted replicas. (Bits 1-2 choose what
+/// fall back to the primary, bit 6 weighted replicas. (Bits 1-2 and 7 choose what
 /// the backends are known to announce; see `fuzz_target!`.) The largest
 /// rings (16 MiB) are left out: each run would then cost milliseconds, and
 /// the fuzzer, finding them new, would keep choosing them; the e2e test
@@ -216,17 +205,7 @@ struct World {
 
 impl World {
     fn with<R>(&mut self, f: impl FnOnce(&mut Ctx) -> R) -> R {
-        let World {
-            cfg,
-            pools,
-            bufs,
-            decoy,
-            now,
-            salt_n,
-            last_salt,
-            warnings,
-            stats,
-        } = self;
+        let World { cfg, pools, bufs, decoy, now, salt_n, last_salt, warnings, stats } = self;
         let mut salt = || {
             *salt_n = salt_n.wrapping_add(1);
             let raw: [u8; 20] = std::array::from_fn(|i| {
@@ -310,6 +289,9 @@ fn login_packet(
     }
     let mut fields = handshake::ResponseFields {
         capabilities: flags,
+        // MariaDB's extended capabilities, sent when the flags clear
+        // CLIENT_MYSQL.
+        ext: 0x1d,
         max_packet: 16 << 20,
         charset: 45,
         user,
@@ -365,7 +347,7 @@ fn greeting_packet(a: u8, salt_byte: u8) -> Vec<u8> {
         _ => {}
     }
     let salt = [salt_byte; 20];
-    let mut g = handshake::build_greeting("5.5.5-10.11.6-MariaDB", 42, &salt, c, 45);
+    let mut g = handshake::build_greeting("5.5.5-10.11.6-MariaDB", 42, &salt, c, 0x1d, 45);
     match a >> 2 & 3 {
         1 => g.truncate(g.len() / 2),
         2 => g.push(0),
@@ -408,14 +390,7 @@ impl Driver {
     /// reconcile the backend socket. Returns true if anything moved.
     fn pump(&mut self) -> bool {
         let mut moved = false;
-        let Driver {
-            w,
-            pair,
-            client_sock,
-            backend_sock,
-            socket,
-            ..
-        } = self;
+        let Driver { w, pair, client_sock, backend_sock, socket, .. } = self;
         if !client_sock.is_empty() && pair.may_read(Side::Client) && !pair.up.is_full() {
             let (n, before) = w.with(|ctx| {
                 pair.up.attach(ctx.bufs);
@@ -458,10 +433,12 @@ impl Driver {
             });
             backend_sock.drain(..n);
             if n > 0 {
-                pair.backend_bytes_arrived(before, n, w.now);
-                if !pair.is_relaying() {
-                    w.with(|ctx| pair.handle(Event::BackendData, ctx));
-                }
+                w.with(|ctx| {
+                    pair.backend_bytes_arrived(before, n, ctx);
+                    if !pair.is_relaying() {
+                        pair.handle(Event::BackendData, ctx);
+                    }
+                });
                 moved = true;
             }
             w.with(|ctx| pair.down.release_if_empty(ctx.bufs));
@@ -477,18 +454,21 @@ impl Driver {
             return false;
         }
         if let Some(old) = self.socket.take() {
-            let s = &mut self.w.pools.servers[old.server];
-            s.active = s.active.saturating_sub(1);
+            self.w.pools.released(old.server);
             self.backend_sock.clear();
         }
         if let Some((attempt, server)) = want {
-            assert!(server < self.w.pools.servers.len());
-            self.w.pools.servers[server].active += 1;
-            self.socket = Some(Socket {
-                attempt,
-                server,
-                connected: false,
-            });
+            assert!(server < self.w.pools.servers().len());
+            // Checked as a socket opens: during a change of user the kept
+            // socket's pair already names the user being checked.
+            let user = self.pair.user.as_deref().expect("a backend only for a named user");
+            assert!(self.w.cfg.user(user).is_some(), "backend asked for an unknown user {user:?}");
+            assert!(
+                self.proved || user == b"nopw",
+                "backend asked for {user:?} without a right password"
+            );
+            self.w.pools.opened(server);
+            self.socket = Some(Socket { attempt, server, connected: false });
         }
         true
     }
@@ -496,35 +476,14 @@ impl Driver {
     fn check(&self) {
         let bs = self.buffer_size;
         for ring in [&self.pair.up, &self.pair.down] {
-            assert!(
-                ring.len() <= ring.capacity(),
-                "ring holds more than its capacity"
-            );
-            assert!(
-                ring.capacity() == 0 || ring.capacity() == bs,
-                "ring of a foreign size"
-            );
+            assert!(ring.len() <= ring.capacity(), "ring holds more than its capacity");
+            assert!(ring.capacity() == 0 || ring.capacity() == bs, "ring of a foreign size");
         }
         assert!(
             self.pair.to_backend.len() <= bs + 64,
             "login queue toward the backend grew to {}",
             self.pair.to_backend.len()
         );
-        if self.pair.backend().is_some() {
-            let user = self
-                .pair
-                .user
-                .as_deref()
-                .expect("a backend only for a named user");
-            assert!(
-                self.w.cfg.user(user).is_some(),
-                "backend asked for an unknown user {user:?}"
-            );
-            assert!(
-                self.proved || user == b"nopw",
-                "backend asked for {user:?} without a right password"
-            );
-        }
     }
 
     fn step(&mut self, op: Op) {
@@ -561,7 +520,8 @@ impl Driver {
             Op::BackendGreeting(a, salt_byte) => self.backend_sends(&greeting_packet(a, salt_byte)),
             Op::BackendOk(seq) => self.backend_sends(&frame(seq, &[0, 0, 0, 2, 0, 0, 0])),
             Op::BackendErr(seq, code) => {
-                let err = myroute::errors::err_packet(seq, code, "28000", "Access denied");
+                let err =
+                    myroute::protocol::errors::err_packet(seq, code, "28000", "Access denied");
                 self.backend_sends(&err);
             }
             Op::BackendSwitch(a, seq) => {
@@ -602,8 +562,7 @@ impl Driver {
                     });
                     // The loop drops this socket whatever the pair wants next.
                     if let Some(old) = self.socket.take() {
-                        let s = &mut self.w.pools.servers[old.server];
-                        s.active = s.active.saturating_sub(1);
+                        self.w.pools.released(old.server);
                         self.backend_sock.clear();
                     }
                 }
@@ -612,8 +571,7 @@ impl Driver {
                 let just_opened = self.socket.as_ref().is_some_and(|s| !s.connected);
                 if just_opened {
                     if let Some(old) = self.socket.take() {
-                        let s = &mut self.w.pools.servers[old.server];
-                        s.active = s.active.saturating_sub(1);
+                        self.w.pools.released(old.server);
                     }
                     let Driver { w, pair, .. } = self;
                     w.with(|ctx| {
@@ -638,32 +596,35 @@ impl Driver {
                 }
             }
             Op::ClientReads(n) => {
-                let n = if n == 0 {
-                    usize::MAX
-                } else {
-                    usize::from(n) * 8
-                };
+                let n = if n == 0 { usize::MAX } else { usize::from(n) * 8 };
                 let n = n.min(self.pair.down.len());
                 self.pair.down.consume(n);
-                self.pair.client_bytes_sent(n, self.w.now);
                 let Driver { w, pair, .. } = self;
-                w.with(|ctx| pair.down.release_if_empty(ctx.bufs));
+                w.with(|ctx| {
+                    pair.client_bytes_sent(n, ctx);
+                    pair.down.release_if_empty(ctx.bufs);
+                });
             }
             Op::BackendReads(n) => {
                 if self.socket.as_ref().is_some_and(|s| s.connected) {
-                    let mut n = if n == 0 {
-                        usize::MAX
-                    } else {
-                        usize::from(n) * 8
-                    };
+                    let mut n = if n == 0 { usize::MAX } else { usize::from(n) * 8 };
                     let k = n.min(self.pair.to_backend.len());
                     self.pair.to_backend.drain(..k);
                     n -= k;
                     if self.pair.may_relay_up() && n > 0 {
-                        let k = n.min(self.pair.up.len());
+                        // As the loop does: up to a held command, then the
+                        // pair hears of it.
+                        let limit =
+                            if self.pair.is_relaying() { self.pair.up_limit() } else { usize::MAX };
+                        let k = n.min(self.pair.up.len()).min(limit);
                         self.pair.up.consume(k);
                         let Driver { w, pair, .. } = self;
-                        w.with(|ctx| pair.up.release_if_empty(ctx.bufs));
+                        w.with(|ctx| {
+                            if pair.is_relaying() {
+                                pair.up_sent(ctx);
+                            }
+                            pair.up.release_if_empty(ctx.bufs);
+                        });
                     }
                 }
             }
@@ -688,9 +649,7 @@ impl Driver {
                 self.pair.is_relaying(),
                 self.pair.finished().map(|r| r.to_string()),
                 self.pair.backend(),
-                self.socket
-                    .as_ref()
-                    .map(|s| (s.attempt, s.server, s.connected)),
+                self.socket.as_ref().map(|s| (s.attempt, s.server, s.connected)),
                 self.pair.up.len(),
                 self.pair.down.len(),
                 self.pair.to_backend.len()
@@ -707,16 +666,20 @@ fuzz_target!(|data: &[u8]| {
     let cfg = config::parse(&config_text(setup)).expect("the fuzz configuration parses");
     let mut pools = Pools::from_config(&cfg);
     if setup & 2 != 0 {
-        for s in &mut pools.servers {
+        for s in 0..pools.servers().len() {
             let mut c = caps::RELAYABLE & !caps::LONG_PASSWORD;
             if setup & 4 != 0 {
                 c &= !caps::DEPRECATE_EOF;
             }
-            s.info = Some(BackendInfo {
+            // With setup bit 7, MariaDB's extended capabilities too.
+            let ext = if setup & 0x80 != 0 { 0x1d } else { 0 };
+            let info = BackendInfo {
                 version: "10.11.6-MariaDB".into(),
                 capabilities: c,
+                ext,
                 charset: 45,
-            });
+            };
+            pools.learned(s, info);
         }
     }
     let buffer_size = cfg.buffer_size;
@@ -760,9 +723,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // The loop's close: give the storage back.
-    let Driver {
-        mut w, mut pair, ..
-    } = d;
+    let Driver { mut w, mut pair, .. } = d;
     w.with(|ctx| {
         pair.up.clear(ctx.bufs);
         pair.down.clear(ctx.bufs);

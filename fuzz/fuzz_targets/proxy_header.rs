@@ -16,7 +16,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use myroute::proxy_proto::{
+use myroute::protocol::proxy_proto::{
     build_v1, build_v2, canonical, looks_like_header, parse, parse_cidr_list, Cidr, Error, Header,
     V1_MAX, V2_MAX,
 };
@@ -100,10 +100,7 @@ fn addresses(data: &[u8]) -> (SocketAddr, SocketAddr) {
 
 fn round_trip(data: &[u8]) {
     let (src, dst) = addresses(data);
-    let want = Header::Proxied {
-        src: canonical(src),
-        dst: canonical(dst),
-    };
+    let want = Header::Proxied { src: canonical(src), dst: canonical(dst) };
     for built in [build_v1(src, dst), build_v2(src, dst)] {
         assert!(built.len() <= 104, "{built:?}");
         assert_eq!(parse(&built), Ok((want, built.len())), "{built:?}");
@@ -127,10 +124,7 @@ fn cidrs(data: &[u8]) {
         assert!(c.prefix() <= if c.addr().is_ipv4() { 32 } else { 128 });
         // An IPv4 peer matches the same whether reported as IPv4 or mapped.
         if let IpAddr::V4(v4) = canonical(src).ip() {
-            assert_eq!(
-                c.contains(IpAddr::V4(v4)),
-                c.contains(IpAddr::V6(v4.to_ipv6_mapped()))
-            );
+            assert_eq!(c.contains(IpAddr::V4(v4)), c.contains(IpAddr::V6(v4.to_ipv6_mapped())));
         }
     }
     if let Ok(list) = parse_cidr_list(text) {

@@ -18,9 +18,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use myroute::handshake::caps;
-use myroute::track::Tracker;
-use myroute::wire::{put_lenenc_bytes, put_lenenc_int, MAX_PAYLOAD};
+use myroute::protocol::constants::caps;
+use myroute::protocol::wire::{put_lenenc_bytes, put_lenenc_int, MAX_PAYLOAD};
+use myroute::sessions::track::Tracker;
 
 /// Operations per script, so one input cannot run for long.
 const MAX_OPS: usize = 256;
@@ -163,11 +163,8 @@ fn op(inp: &mut Input, b: &mut Builder) -> Option<()> {
                 _ => arg,
             };
             // `arg` bit 7: the same command several times in a row.
-            let times = if arg & 0x80 != 0 && code >> 4 != 0 {
-                1 + usize::from(arg & 7)
-            } else {
-                1
-            };
+            let times =
+                if arg & 0x80 != 0 && code >> 4 != 0 { 1 + usize::from(arg & 7) } else { 1 };
             for _ in 0..times {
                 b.command(cmd);
             }
@@ -191,7 +188,8 @@ fn op(inp: &mut Input, b: &mut Builder) -> Option<()> {
         }
         // OK_Packet with the 0xFE header.
         6 => b.packet(&ok(0xFE, 0, status(arg))),
-        // ERR_Packet.
+        // ERR_Packet, or (`code` bit 0) a MariaDB progress report.
+        7 if code & 1 != 0 => b.packet(b"\xff\xff\xff\x01\x01\x02\x10\x27\x00\x04copy"),
         7 => b.packet(b"\xff\x7a\x04#42S02Table 'app.x' doesn't exist"),
         // Column count; with `arg` bit 7 the metadata-follows byte
         // (`code` bit 4: 1, else 0).
@@ -318,8 +316,8 @@ fn feed(t: &mut Tracker, bytes: &[u8], size: &mut impl FnMut() -> usize) {
 /// The observable state and the whole state.
 type Snapshot = (bool, bool, u32, String);
 
-fn run(capabilities: u32, segments: &[Segment], split: Split) -> Vec<Snapshot> {
-    let mut t = Tracker::new(capabilities);
+fn run((capabilities, ext): (u32, u32), segments: &[Segment], split: Split) -> Vec<Snapshot> {
+    let mut t = Tracker::new(capabilities, ext);
     let mut x = match split {
         Split::Chunks(c) => u32::from(c) | 0x100,
         _ => 1,
@@ -411,12 +409,16 @@ fuzz_target!(|data: &[u8]| {
     if c & 4 != 0 {
         capabilities |= caps::PS_MULTI_RESULTS;
     }
-    let mut b = Builder {
-        segments: vec![Segment::default()],
-        seq: 1,
-        jumbos: 0,
-        modern: c & 1 != 0,
-    };
+    let mut ext = 0;
+    if c & 8 != 0 {
+        ext |= myroute::protocol::constants::ext::PROGRESS;
+    }
+    if c & 16 != 0 {
+        ext |= myroute::protocol::constants::ext::CACHE_METADATA;
+    }
+    let capabilities = (capabilities, ext);
+    let mut b =
+        Builder { segments: vec![Segment::default()], seq: 1, jumbos: 0, modern: c & 1 != 0 };
     for _ in 0..MAX_OPS {
         if op(&mut inp, &mut b).is_none() {
             break;
