@@ -58,9 +58,15 @@ fn fake_backend() -> std::net::SocketAddr {
         for conn in l.incoming() {
             let Ok(mut s) = conn else { continue };
             std::thread::spawn(move || {
-                let caps: u32 = myroute::handshake::caps::RELAYABLE;
-                let greeting =
-                    myroute::handshake::build_greeting("10.11.6-MariaDB", 1, &[b'x'; 20], caps, 45);
+                let caps: u32 = myroute::protocol::constants::caps::RELAYABLE;
+                let greeting = myroute::protocol::handshake::build_greeting(
+                    "10.11.6-MariaDB",
+                    1,
+                    &[b'x'; 20],
+                    caps,
+                    0,
+                    45,
+                );
                 if s.write_all(&packet(0, &greeting)).is_err() {
                     return;
                 }
@@ -94,7 +100,7 @@ fn relaying_allocates_nothing() {
          pool.p.servers = {backend}\nuser.u.password =\nuser.u.pool = p\n"
     ))
     .unwrap();
-    let mut proxy = myroute::event_loop::Proxy::bind(cfg).unwrap();
+    let mut proxy = myroute::runtime::event_loop::Proxy::bind(cfg).unwrap();
     let addr = proxy.local_addr().unwrap();
     std::thread::spawn(move || {
         ON_PROXY_THREAD.with(|c| c.set(true));
@@ -132,9 +138,5 @@ fn relaying_allocates_nothing() {
         round_trip(&mut c);
     }
     let after = PROXY_ALLOCATIONS.load(Ordering::Relaxed);
-    assert_eq!(
-        after - before,
-        0,
-        "allocations on the proxy thread while relaying"
-    );
+    assert_eq!(after - before, 0, "allocations on the proxy thread while relaying");
 }

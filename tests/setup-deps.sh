@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end suite needs, when it is missing:
-#   - MariaDB server and client (apt)
+#   - MariaDB server and client, the openssl tool (apt)
 #   - Python packages pytest, PyMySQL, mysql-connector-python,
-#     prometheus_client (pip)
+#     prometheus_client, and MariaDB Connector/Python 2.x (pip; a
+#     pre-release, pure Python)
 #   - Node.js and the mysql2 package (npm, into tests/clients/)
 # Idempotent: does nothing when everything is already there.
 # Quiet unless something fails; any failure exits non-zero.
@@ -47,6 +48,8 @@ need=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v mariadb-install-db >/dev/null 2>&1 || [ -x /usr/bin/mariadb-install-db ] || need+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
+# Certificates for the TLS tests are made with the openssl tool.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 
 # --- Python ----------------------------------------------------------------
 command -v "$python" >/dev/null 2>&1 || need+=(python3)
@@ -64,7 +67,7 @@ if [ "${#need[@]}" -gt 0 ]; then
     apt_install "${uniq[@]}"
 fi
 
-for tool in mariadbd mariadb-install-db mariadb node npm; do
+for tool in mariadbd mariadb-install-db mariadb openssl node npm; do
     if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then
         fail "$tool still missing after installation"
     fi
@@ -86,6 +89,19 @@ if [ "${#pip_missing[@]}" -gt 0 ]; then
     for mod in pytest pymysql mysql.connector prometheus_client.parser; do
         "$python" -c "import $mod" >/dev/null 2>&1 || fail "python module $mod still missing after pip install"
     done
+fi
+
+# MariaDB Connector/Python 2.x (import name `mariadb`): the tests use its
+# pure Python implementation, which checks the proof in the OK packet that
+# lets a client trust a self-signed certificate.  Only pre-releases exist.
+mariadb_v2='import os, sys; os.environ["MARIADB_PYTHON_CONNECTOR"] = "python"; import mariadb; sys.exit(0 if int(mariadb.__version__.split(".")[0]) >= 2 else 1)'
+if ! "$python" -c "$mariadb_v2" >/dev/null 2>&1; then
+    pip_args=(-m pip install -q --disable-pip-version-check --pre)
+    if "$python" -c 'import sys, sysconfig, os; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)' 2>/dev/null; then
+        pip_args+=(--break-system-packages)
+    fi
+    quiet "$python" "${pip_args[@]}" "mariadb>=2.0.0rc2"
+    "$python" -c "$mariadb_v2" >>"$log" 2>&1 || fail "MariaDB Connector/Python 2.x still missing after pip install"
 fi
 
 # --- Node packages -----------------------------------------------------------

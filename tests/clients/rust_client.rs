@@ -8,6 +8,9 @@
 //!   exec=SQL       prepare SQL on the server and execute it (COM_STMT_*)
 //!   param=VALUE    a string parameter for the preceding exec= (repeatable)
 //!   int=VALUE      an integer parameter for the preceding exec=
+//!   change_user=USER  COM_CHANGE_USER to USER (Conn::change_user), with
+//!   pass=PASSWORD  the password for the preceding change_user= (default empty)
+//!   db=DATABASE    the database for the preceding change_user= (default none)
 //!
 //! Output, one line per item, fields separated by tabs (values escaped so
 //! that a tab, newline or backslash never appears raw):
@@ -15,17 +18,19 @@
 //!   set     COLUMN...               start of a result set
 //!   row     VALUE...                a row; SQL NULL prints as \N
 //!   ok      AFFECTED  LAST_INSERT_ID  a statement without a result set
+//!   changed                         a change_user= that succeeded
 //! On an error: `error  CODE  SQLSTATE  MESSAGE` on stderr, exit status 1
 //! (2 for errors that are not a server's ERR packet).
 
 use mysql::prelude::*;
-use mysql::{Conn, Opts, Params, Value};
+use mysql::{ChangeUserOpts, Conn, Opts, Params, Value};
 use std::io::Write;
 use std::process::exit;
 
 enum Op {
     Query(String),
     Exec(String, Vec<Value>),
+    ChangeUser { user: String, pass: String, db: Option<String> },
 }
 
 fn escape(s: &[u8]) -> String {
@@ -64,12 +69,7 @@ fn value_text(v: &Value) -> String {
 fn fail(e: mysql::Error) -> ! {
     match e {
         mysql::Error::MySqlError(me) => {
-            eprintln!(
-                "error\t{}\t{}\t{}",
-                me.code,
-                me.state,
-                escape(me.message.as_bytes())
-            );
+            eprintln!("error\t{}\t{}\t{}", me.code, me.state, escape(me.message.as_bytes()));
             exit(1)
         }
         other => {
@@ -84,20 +84,11 @@ fn print_sets<P: mysql::prelude::Protocol>(
     mut result: mysql::QueryResult<'_, '_, '_, P>,
 ) -> Result<(), mysql::Error> {
     while let Some(set) = result.iter() {
-        let columns: Vec<String> = set
-            .columns()
-            .as_ref()
-            .iter()
-            .map(|c| escape(c.name_str().as_bytes()))
-            .collect();
+        let columns: Vec<String> =
+            set.columns().as_ref().iter().map(|c| escape(c.name_str().as_bytes())).collect();
         if columns.is_empty() {
-            writeln!(
-                out,
-                "ok\t{}\t{}",
-                set.affected_rows(),
-                set.last_insert_id().unwrap_or(0)
-            )
-            .unwrap();
+            writeln!(out, "ok\t{}\t{}", set.affected_rows(), set.last_insert_id().unwrap_or(0))
+                .unwrap();
             continue;
         }
         writeln!(out, "set\t{}", columns.join("\t")).unwrap();
@@ -129,6 +120,11 @@ fn main() {
         match (kind, ops.last_mut()) {
             ("query", _) => ops.push(Op::Query(value.to_string())),
             ("exec", _) => ops.push(Op::Exec(value.to_string(), Vec::new())),
+            ("change_user", _) => {
+                ops.push(Op::ChangeUser { user: value.to_string(), pass: String::new(), db: None })
+            }
+            ("pass", Some(Op::ChangeUser { pass, .. })) => *pass = value.to_string(),
+            ("db", Some(Op::ChangeUser { db, .. })) => *db = Some(value.to_string()),
             ("param", Some(Op::Exec(_, params))) => params.push(Value::from(value)),
             ("int", Some(Op::Exec(_, params))) => match value.parse::<i64>() {
                 Ok(n) => params.push(Value::Int(n)),
@@ -155,15 +151,19 @@ fn main() {
                 Err(e) => Err(e),
             },
             Op::Exec(sql, params) => {
-                let params = if params.is_empty() {
-                    Params::Empty
-                } else {
-                    Params::Positional(params)
-                };
+                let params =
+                    if params.is_empty() { Params::Empty } else { Params::Positional(params) };
                 match conn.exec_iter(sql, params) {
                     Ok(r) => print_sets(&mut out, r),
                     Err(e) => Err(e),
                 }
+            }
+            Op::ChangeUser { user, pass, db } => {
+                let opts = ChangeUserOpts::default()
+                    .with_user(Some(user))
+                    .with_pass(Some(pass))
+                    .with_db_name(db);
+                conn.change_user(opts).map(|()| writeln!(out, "changed").unwrap())
             }
         };
         if let Err(e) = res {

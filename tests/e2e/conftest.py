@@ -1,5 +1,7 @@
 """Session fixtures: three MariaDB servers ("primary" and two "replicas"),
-the myroute binary and one proxy in front of them, shared by all tests.
+the myroute binary and one proxy in front of them, shared by all tests;
+for the TLS tests, certificates and two MariaDB servers that serve TLS
+(made when a test first asks for them).
 
 Environment:
   MYROUTE_BIN             proxy binary to test; when unset, target/release/myroute
@@ -23,7 +25,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")
 
 from harness import clients  # noqa: E402
 from harness.accounts import ALL_PASSWORDS  # noqa: E402
-from harness.mariadb import Cluster  # noqa: E402
+from harness.mariadb import Cluster, TlsCluster  # noqa: E402
 from harness.proxy import REPO, Proxy, binary_path, main_settings  # noqa: E402
 
 
@@ -71,6 +73,38 @@ def cluster():
 
 
 @pytest.fixture(scope="session")
+def certs():
+    """harness.tls.Certs: CAs and certificates made with openssl for this
+    session, in a directory mariadbd can read."""
+    from harness.tls import Certs
+    d = tempfile.mkdtemp(prefix="myroute-e2e-certs-")
+    try:
+        yield Certs(d).make()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tls_cluster(certs):
+    """Two MariaDB servers serving TLS with certs.server: "tls" (plaintext
+    allowed) and "secure" (require_secure_transport=ON)."""
+    c = TlsCluster(certs)
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="session")
+def driver_accounts(cluster):
+    """accounts.DRIVER_USERS, created on every server of the cluster."""
+    from harness.drivers import create_driver_accounts
+    create_driver_accounts(cluster.servers)
+    return cluster
+
+
+@pytest.fixture(scope="session")
 def rust_client_bin():
     try:
         return clients.build_rust_client()
@@ -97,9 +131,9 @@ def make_proxy(myroute_bin, workdir, request):
     """Factory for extra proxies, stopped at the end of the test."""
     started = []
 
-    def make(name, settings, env=None):
+    def make(name, settings, env=None, host="127.0.0.1"):
         p = Proxy(workdir, "%s-%s" % (request.node.name.replace("/", "_")[:60], name),
-                  settings, env=env)
+                  settings, env=env, host=host)
         started.append(p)
         return p.start()
     yield make

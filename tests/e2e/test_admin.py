@@ -221,7 +221,8 @@ def test_show_clients_describes_each_client(make_ops_proxy, cluster, held):
 
     admin = px.admin()
     try:
-        names = column_types(admin, "SHOW CLIENTS", {"id", "age", "bytes_in", "bytes_out"})
+        names = column_types(admin, "SHOW CLIENTS", {"id", "backend_id", "age", "bytes_in",
+                                                      "bytes_out"})
         assert names == CLIENT_COLUMNS
         rq = px.client_row(client_addr(quiet), admin)
         rb = px.client_row(client_addr(big), admin)
@@ -229,13 +230,15 @@ def test_show_clients_describes_each_client(make_ops_proxy, cluster, held):
         admin.close()
     assert rq is not None and rb is not None, px.clients()
     for row in (rq, rb):
-        ints(row, ["id", "age", "bytes_in", "bytes_out"])
+        ints(row, ["id", "backend_id", "age", "bytes_in", "bytes_out"])
         assert row["state"] == "RELAYING", row
         assert 0 <= row["age"] <= 10, row
         assert row["bytes_in"] > 0 and row["bytes_out"] > 0, row
     assert (rq["user"], rq["pool"], rq["server"]) == ("app_rw", "primary", quiet_server)
     assert (rb["user"], rb["pool"], rb["server"]) == ("app_ro", "replicas", big_server)
     assert rq["id"] != rb["id"]
+    assert rq["backend_id"] == scalar(quiet, "SELECT CONNECTION_ID()")
+    assert rb["backend_id"] == scalar(big, "SELECT CONNECTION_ID()")
     assert rb["bytes_out"] >= 300000 and rb["bytes_out"] > rq["bytes_out"] + 290000, (rq, rb)
     assert rq["bytes_in"] >= 100000 and rq["bytes_in"] > rb["bytes_in"] + 90000, (rq, rb)
 

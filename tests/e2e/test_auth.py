@@ -1,6 +1,6 @@
 """Client authentication by the proxy: passwords, unknown users, the
-greeting, the switch from caching_sha2_password, TLS refusal, unknown
-databases."""
+greeting, the switch from caching_sha2_password, TLS refusal (with
+`tls = off`), unknown databases."""
 
 import mysql.connector
 import pymysql
@@ -10,7 +10,19 @@ from harness import protocol as p
 from harness.accounts import USERS
 from harness.clients import (connector_connect, landing_port, mariadb_cli, pymysql_connect,
                              scalar)
-from harness.proxy import main_settings, user_settings
+from harness.proxy import Proxy, main_settings, user_settings
+
+
+@pytest.fixture(scope="module")
+def plain_proxy(myroute_bin, cluster, workdir):
+    """The shared proxy's configuration with `tls = off`: it never offers
+    TLS (test_tls.py covers the other modes)."""
+    px = Proxy(workdir, "auth-tls-off", main_settings(cluster, tls="off"))
+    px.start()
+    try:
+        yield px
+    finally:
+        px.stop()
 
 
 def denied(user, using):
@@ -120,8 +132,8 @@ def test_password_of_another_user_is_refused(proxy):
 
 # --- greeting -------------------------------------------------------------------
 
-def test_greeting_offers_native_password_without_tls(proxy):
-    with p.RawClient(proxy.host, proxy.port) as c:
+def test_greeting_offers_native_password_without_tls(plain_proxy):
+    with p.RawClient(plain_proxy.host, plain_proxy.port) as c:
         g = c.read_greeting()
     assert g["protocol"] == 10
     assert g["plugin"] == "mysql_native_password"
@@ -159,8 +171,8 @@ def test_configured_server_version_is_announced(make_proxy, cluster):
 
 # --- TLS ------------------------------------------------------------------------
 
-def test_ssl_request_is_refused_with_1043(proxy):
-    with p.RawClient(proxy.host, proxy.port) as c:
+def test_ssl_request_is_refused_with_1043(plain_proxy):
+    with p.RawClient(plain_proxy.host, plain_proxy.port) as c:
         c.read_greeting()
         c.write(p.ssl_request())
         err = c.read_err()
@@ -168,15 +180,15 @@ def test_ssl_request_is_refused_with_1043(proxy):
         assert c.closed_by_peer()
 
 
-def test_client_requiring_tls_gets_an_error(proxy):
+def test_client_requiring_tls_gets_an_error(plain_proxy):
     with pytest.raises(pymysql.err.OperationalError) as info:
-        pymysql.connect(host=proxy.host, port=proxy.port, user="app_rw",
+        pymysql.connect(host=plain_proxy.host, port=plain_proxy.port, user="app_rw",
                         password=USERS["app_rw"], connect_timeout=10, ssl_verify_cert=True)
     assert info.value.args == (2026, "SSL is required but the server doesn't support it")
 
 
-def test_cli_requiring_tls_gets_an_error(proxy):
-    res = mariadb_cli(proxy.host, proxy.port, "app_rw", USERS["app_rw"], "SELECT 1",
+def test_cli_requiring_tls_gets_an_error(plain_proxy):
+    res = mariadb_cli(plain_proxy.host, plain_proxy.port, "app_rw", USERS["app_rw"], "SELECT 1",
                       extra=["--ssl-verify-server-cert"], tls=True)
     assert res.returncode == 1
     assert res.stdout == ""

@@ -1,5 +1,6 @@
-"""Commands the proxy must handle itself or pass through after login:
-COM_CHANGE_USER is refused, COM_RESET_CONNECTION reaches the backend."""
+"""Commands the proxy passes through after login: COM_RESET_CONNECTION
+reaches the backend.  (COM_CHANGE_USER, which the proxy handles itself, is
+in test_change_user.py.)"""
 
 import mysql.connector
 import pytest
@@ -7,36 +8,6 @@ import pytest
 from harness import protocol as p
 from harness.accounts import USERS
 from harness.clients import connector_connect
-
-
-def test_change_user_is_refused_with_1235_then_closed(proxy):
-    with p.RawClient(proxy.host, proxy.port) as c:
-        c.login("app_rw", USERS["app_rw"])
-        assert c.query("SELECT 1") == ("rows", [[b"1"]])
-        arg = (b"app_ro\0" + bytes([0]) + b"\0" + b"\x21\x00"
-               + b"mysql_native_password\0")
-        c.command(p.COM_CHANGE_USER, arg)
-        err = c.read_err()
-        assert (err.code, err.state) == (1235, "42000")
-        assert c.closed_by_peer()
-
-
-def test_connector_change_user_is_refused(proxy):
-    conn = connector_connect(proxy.host, proxy.port, "app_rw", USERS["app_rw"])
-    try:
-        with pytest.raises(mysql.connector.Error) as info:
-            conn.cmd_change_user(username="app_ro", password=USERS["app_ro"])
-        assert info.value.errno == 1235
-        assert info.value.sqlstate == "42000"
-        with pytest.raises(mysql.connector.Error):
-            cur = conn.cursor()
-            cur.execute("SELECT 1")
-            cur.fetchall()
-    finally:
-        try:
-            conn.close()
-        except mysql.connector.Error:
-            pass
 
 
 def test_reset_connection_passes_through(proxy, cluster):

@@ -24,6 +24,8 @@ FAMILIES = {
     "myroute_connections_accepted_total": "counter",
     "myroute_connections_refused_total": "counter",
     "myroute_logins_total": "counter",
+    "myroute_client_logins_total": "counter",
+    "myroute_tls_handshake_failures_total": "counter",
     "myroute_bytes_total": "counter",
     "myroute_connection_ends_total": "counter",
     "myroute_server_up": "gauge",
@@ -103,6 +105,10 @@ def test_metrics_families_types_and_labels(make_ops_proxy, cluster, myroute_bin)
     assert {dict(k)["result"] for k in m.series("myroute_logins_total")} >= {"ok", "failed"}
     assert {dict(k)["result"] for k in m.series("myroute_logins_total")} <= {"ok", "failed"}
     assert {dict(k)["direction"] for k in m.series("myroute_bytes_total")} == {"in", "out"}
+    assert {dict(k)["transport"] for k in m.series("myroute_client_logins_total")} == {
+        "tls", "plain"}
+    assert {dict(k)["side"] for k in m.series("myroute_tls_handshake_failures_total")} == {
+        "client", "server"}
     reasons = {dict(k)["reason"] for k in m.series("myroute_connection_ends_total")}
     assert {"client_closed", "auth_failed"} <= reasons <= set(END_REASONS), reasons
     for name in ("myroute_server_up", "myroute_server_drained"):

@@ -88,10 +88,17 @@ def mariadb_cli(host, port, user, password, sql, database=None, extra=(), timeou
 
 
 def node_client(host, port, user, password, ops, database=None, multiple_statements=False,
-                timeout=60):
-    """Runs tests/clients/node_client.js; returns its JSON result."""
+                timeout=60, ssl=None, connections=None):
+    """Runs tests/clients/node_client.js; returns its JSON result.  ssl: a
+    dict of the client's TLS options (see node_client.js); None: plaintext.
+    `connections`: {name: {field: value}} for ops that name other
+    connections than "main" (see the program's header)."""
     spec = {"host": host, "port": port, "user": user, "password": password,
             "database": database, "multipleStatements": multiple_statements, "ops": ops}
+    if ssl is not None:
+        spec["ssl"] = ssl
+    if connections:
+        spec["connections"] = connections
     res = subprocess.run(["node", os.path.join(CLIENTS_DIR, "node_client.js"), json.dumps(spec)],
                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
                          timeout=timeout, cwd=CLIENTS_DIR)
@@ -156,10 +163,14 @@ def _unescape(s):
 
 
 def rust_client(host, port, user, password, ops, database=None, timeout=60):
-    """ops: list of strings "query=SQL", "exec=SQL", "param=V", "int=N"."""
-    url = "mysql://%s:%s@%s:%d/%s" % (urllib.parse.quote(user, safe=""),
-                                      urllib.parse.quote(password, safe=""), host, port,
-                                      database or "")
+    """ops: list of strings "query=SQL", "exec=SQL", "param=V", "int=N",
+    "change_user=USER", "pass=P", "db=D" (see tests/clients/rust_client.rs)."""
+    # prefer_socket=false: by default the crate asks a server on 127.0.0.1
+    # for @@socket and reconnects through that Unix socket, which would
+    # bypass the proxy under test.
+    url = "mysql://%s:%s@%s:%d/%s?prefer_socket=false" % (
+        urllib.parse.quote(user, safe=""), urllib.parse.quote(password, safe=""), host, port,
+        database or "")
     proc = subprocess.run([RUST_CLIENT, url] + list(ops), stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout)
     return RustResult(proc)

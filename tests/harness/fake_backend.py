@@ -11,6 +11,12 @@ Modes:
                           COM_PING, COM_INIT_DB, COM_RESET_CONNECTION, COM_QUIT.
   "close_after_greeting"  sends the greeting and closes the connection.
 
+tls: None (no CLIENT_SSL in the greeting; an SSLRequest gets ERR 1043), an
+ssl.SSLContext (server side: the greeting offers CLIENT_SSL, an SSLRequest
+is answered with the TLS handshake and the login goes on inside TLS), or
+"garbage" (offers CLIENT_SSL, answers an SSLRequest with bytes that are no
+TLS and closes).
+
 Every connection is served in its own thread and recorded in `sessions`
 (including ones that only read the greeting, or log in and quit, as a proxy
 probing its backends at start-up does).
@@ -47,15 +53,19 @@ class Session:
         self.logged_in = False
         self.commands = []           # (command byte, argument bytes)
         self.ended = None            # "quit", "closed", "error: ..."
+        self.ssl_request = None      # (seq, capabilities) of an SSLRequest
+        self.response_seq = None     # sequence id of the HandshakeResponse41
+        self.tls_version = None      # protocol of the TLS session, if any
 
     def __repr__(self):
         return "Session(%r)" % self.__dict__
 
 
 class FakeBackend:
-    def __init__(self, mode="auth_switch", users=None, version=DEFAULT_VERSION):
+    def __init__(self, mode="auth_switch", users=None, version=DEFAULT_VERSION, tls=None):
         assert mode in ("auth_switch", "close_after_greeting")
         self.mode = mode
+        self.tls = tls
         self.users = {u: p.sha1(p.sha1(pw.encode())) if pw else b""
                       for u, pw in (users or {}).items()}
         self.version = version
@@ -134,16 +144,28 @@ class FakeBackend:
 
     def _serve_inner(self, conn, session, conn_id):
         salt1 = p.random_salt()
-        p.write_packet(conn, 0, p.greeting_packet(self.version, conn_id, salt1, SERVER_CAPS))
+        caps = SERVER_CAPS | (p.CLIENT_SSL if self.tls is not None else 0)
+        p.write_packet(conn, 0, p.greeting_packet(self.version, conn_id, salt1, caps))
         if self.mode == "close_after_greeting":
             session.ended = "closed after greeting"
             return
         seq, payload = p.read_packet(conn)
         resp = p.parse_handshake_response(payload)
         if resp["ssl_request"]:
-            p.write_packet(conn, seq + 1, p.err_packet(1043, "08S01", "Bad handshake"))
-            session.ended = "ssl request"
-            return
+            session.ssl_request = (seq, resp["capabilities"])
+            if self.tls is None:
+                p.write_packet(conn, seq + 1, p.err_packet(1043, "08S01", "Bad handshake"))
+                session.ended = "ssl request"
+                return
+            if self.tls == "garbage":
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n" + b"\x00" * 64)
+                session.ended = "garbage instead of TLS"
+                return
+            conn = self.tls.wrap_socket(conn, server_side=True)
+            session.tls_version = conn.version()
+            seq, payload = p.read_packet(conn)
+            resp = p.parse_handshake_response(payload)
+        session.response_seq = seq
         session.user = resp["user"]
         session.database = resp["database"]
         session.capabilities = resp["capabilities"]

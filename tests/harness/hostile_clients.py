@@ -93,7 +93,10 @@ class SteadyClient(threading.Thread):
     seconds until stopped, recording answers, latencies and errors.  Started
     before an attack and checked after it: the proxy must keep serving it."""
 
-    def __init__(self, host, port, user, password, expected_port, interval=0.02, name="steady"):
+    def __init__(self, host, port, user, password, expected_port, interval=0.02, name="steady",
+                 connect=None):
+        """connect: how to open the connection, connect(host, port, user,
+        password, **kw) (default: PyMySQL in plaintext)."""
         super().__init__(name=name, daemon=True)
         self.args = (host, port, user, password)
         self.expected_port = expected_port
@@ -103,7 +106,7 @@ class SteadyClient(threading.Thread):
         self.errors = []
         self._halt = threading.Event()
         self._cond = threading.Condition()
-        self.conn = pymysql_connect(*self.args, read_timeout=10, write_timeout=10)
+        self.conn = (connect or pymysql_connect)(*self.args, read_timeout=10, write_timeout=10)
 
     def run(self):
         try:

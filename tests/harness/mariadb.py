@@ -3,7 +3,8 @@
 One template datadir is initialised with mariadb-install-db and copied for
 each instance.  Every instance gets its own port (below the ephemeral range),
 socket, pid file and error log under one temporary directory, which is
-removed when the cluster stops.
+removed when the cluster stops.  A server can serve TLS (ServerTls) and
+require it (require_secure_transport); TlsCluster is a pair of such servers.
 """
 
 import os
@@ -15,7 +16,8 @@ import tempfile
 import pymysql
 
 from . import util
-from .accounts import USERS
+from .accounts import (TLS_MONITOR_PASSWORD, TLS_MONITOR_USER, USERS, X509_PASSWORD,
+                       X509_SUBJECT, X509_USER)
 from .protocol import password_hash
 
 SETUP_SQL = [
@@ -93,10 +95,32 @@ def make_datadirs(tmp, names, as_root):
                     os.chown(os.path.join(root, f), *ids)
         yield name, base, datadir
 
-class MariaDB:
-    """One mariadbd process."""
+class ServerTls:
+    """What a server needs to serve TLS: its certificate and key, and the
+    CA it checks client certificates against (PEM paths, readable by the
+    user mariadbd runs as)."""
 
-    def __init__(self, name, basedir, datadir, port, as_root):
+    def __init__(self, cert, key, ca=None):
+        self.cert = cert
+        self.key = key
+        self.ca = ca
+
+    def args(self):
+        out = ["--ssl-cert=" + self.cert, "--ssl-key=" + self.key]
+        if self.ca:
+            out.append("--ssl-ca=" + self.ca)
+        return out
+
+
+class MariaDB:
+    """One mariadbd process.  tls: a ServerTls to serve TLS with (default:
+    none, plaintext only); require_secure_transport: refuse logins over
+    plaintext TCP (the unix socket, which the harness administers it
+    through, still counts as secure); extra_sql: statements run as root
+    after the usual setup."""
+
+    def __init__(self, name, basedir, datadir, port, as_root, tls=None,
+                 require_secure_transport=False, extra_sql=()):
         self.name = name
         self.port = port
         self.host = "127.0.0.1"
@@ -108,6 +132,9 @@ class MariaDB:
         self.as_root = as_root
         self.proc = None
         self.version = None
+        self.tls = tls
+        self.require_secure_transport = require_secure_transport
+        self.extra_sql = list(extra_sql)
 
     @property
     def address(self):
@@ -146,6 +173,10 @@ class MariaDB:
             args.append("--skip-name-resolve")
         if self.as_root:
             args.append("--user=mysql")
+        if self.tls is not None:
+            args += self.tls.args()
+        if self.require_secure_transport:
+            args.append("--require-secure-transport=ON")
         return args
 
     def start(self):
@@ -198,7 +229,7 @@ class MariaDB:
         conn = self.admin()
         try:
             with conn.cursor() as cur:
-                for sql in SETUP_SQL:
+                for sql in SETUP_SQL + self.extra_sql:
                     cur.execute(sql)
                 cur.execute("SELECT @@version")
                 self.version = cur.fetchone()[0]
@@ -296,3 +327,37 @@ class Cluster(ServerGroup):
         util.wait_until(lambda: all(s.sessions(user) == 0 for s in self.servers), timeout,
                         what=lambda: "no %s sessions; now %s" % (
                             user, {s.name: s.sessions(user) for s in self.servers}))
+
+
+class TlsCluster(ServerGroup):
+    """Two servers that serve TLS with `certs.server` (signed by
+    `certs.ca`, which they also check client certificates against):
+    "tls" takes plaintext logins too, "secure" has
+    require_secure_transport=ON.  Besides the usual accounts each has the
+    health-check account TLS_MONITOR_USER (USAGE only) and X509_USER, who
+    must present the client certificate `certs.client`."""
+
+    def __init__(self, certs):
+        super().__init__("myroute-e2e-tlsdb-")
+        self.certs = certs
+
+    @property
+    def tls(self):
+        return self.servers[0]
+
+    @property
+    def secure(self):
+        return self.servers[1]
+
+    def new_servers(self, as_root):
+        tls = ServerTls(self.certs.server.cert, self.certs.server.key, self.certs.ca.cert)
+        extra = [
+            "CREATE USER '%s'@'%%' IDENTIFIED VIA mysql_native_password USING PASSWORD('%s')"
+            % (TLS_MONITOR_USER, TLS_MONITOR_PASSWORD),
+            "CREATE USER '%s'@'%%' IDENTIFIED VIA mysql_native_password USING PASSWORD('%s') "
+            "REQUIRE SUBJECT '%s'" % (X509_USER, X509_PASSWORD, X509_SUBJECT),
+            "GRANT SELECT ON app.* TO '%s'@'%%'" % X509_USER,
+        ]
+        return [MariaDB(name, base, datadir, util.free_port(), as_root, tls=tls,
+                        require_secure_transport=(name == "secure"), extra_sql=extra)
+                for name, base, datadir in make_datadirs(self.tmp, ["tls", "secure"], as_root)]

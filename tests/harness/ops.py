@@ -29,17 +29,19 @@ ADMIN_COMMANDS = ["SHOW SERVERS", "SHOW POOLS", "SHOW CLIENTS", "SHOW STATS", "S
                   "KILL id", "RELOAD", "SHUTDOWN"]
 
 SERVER_COLUMNS = ["pool", "address", "state", "weight", "active", "total", "failures",
-                  "last_check", "check_age", "read_only", "version"]
+                  "last_check", "check_age", "read_only", "version", "tls"]
 POOL_COLUMNS = ["pool", "role", "fallback", "servers", "servers_up", "active", "clients",
                 "total"]
-CLIENT_COLUMNS = ["id", "user", "client", "pool", "server", "state", "age", "bytes_in",
-                  "bytes_out"]
+CLIENT_COLUMNS = ["id", "backend_id", "user", "client", "pool", "server", "state", "tls", "age",
+                  "bytes_in", "bytes_out"]
 END_REASONS = ["client_closed", "backend_closed", "auth_failed", "backend_refused",
                "pool_unreachable", "timeout", "protocol_error", "change_user_refused",
-               "io_error", "killed", "shutdown"]
+               "io_error", "killed", "shutdown", "tls_error"]
 STAT_NAMES = (["uptime_seconds", "clients_active", "connections_accepted",
-               "connections_refused", "logins_ok", "logins_failed", "backend_connects",
-               "backend_failures", "bytes_in", "bytes_out"]
+               "connections_refused", "logins_ok", "logins_failed", "logins_tls", "logins_plain",
+               "logins_refused_insecure", "backend_connects", "backend_failures",
+               "tls_handshake_failures_client", "tls_handshake_failures_server", "bytes_in",
+               "bytes_out"]
               + ["ends_" + r for r in END_REASONS]
               + ["reloads", "reload_failures", "admin_logins_failed"])
 
@@ -75,6 +77,9 @@ class OpsProxy(Proxy):
         self.metrics_port = util.free_port() if metrics else None
         self.unset_env = tuple(unset_env)
         self.admin_password = ADMIN_PASSWORD
+        # An ssl.SSLContext: admin() connects over TLS with it (for a
+        # console that requires TLS); None: plaintext.
+        self.admin_tls = None
         self.body = list(settings)
         self.settings = self._full(self.body)
 
@@ -133,6 +138,9 @@ class OpsProxy(Proxy):
             password = self.admin_password
         kw.setdefault("connect_timeout", 5)
         kw.setdefault("read_timeout", 20)
+        if self.admin_tls is not None:
+            return pymysql.connect(host=self.host, port=self.admin_port, user=user,
+                                   password=password, ssl=self.admin_tls, **kw)
         return pymysql_connect(self.host, self.admin_port, user, password, **kw)
 
     def admin_rows(self, sql, conn=None):

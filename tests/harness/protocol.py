@@ -32,9 +32,24 @@ BASIC_CLIENT_CAPS = (CLIENT_LONG_PASSWORD | CLIENT_LONG_FLAG | CLIENT_PROTOCOL_4
 COM_QUIT = 0x01
 COM_INIT_DB = 0x02
 COM_QUERY = 0x03
+COM_PROCESS_KILL = 0x0C
 COM_PING = 0x0E
 COM_CHANGE_USER = 0x11
+COM_STMT_PREPARE = 0x16
+COM_STMT_EXECUTE = 0x17
+COM_STMT_CLOSE = 0x19
 COM_RESET_CONNECTION = 0x1F
+COM_STMT_BULK_EXECUTE = 0xFA
+
+# MariaDB's extended capabilities: the last 4 bytes of the greeting's
+# reserved area and of the client's filler, used when CLIENT_MYSQL (bit 0,
+# CLIENT_LONG_PASSWORD) is clear.
+MARIADB_CLIENT_PROGRESS = 1 << 0
+MARIADB_CLIENT_COM_MULTI = 1 << 1
+MARIADB_CLIENT_STMT_BULK_OPERATIONS = 1 << 2
+MARIADB_CLIENT_EXTENDED_METADATA = 1 << 3
+MARIADB_CLIENT_CACHE_METADATA = 1 << 4
+MARIADB_CLIENT_BULK_UNIT_RESULTS = 1 << 5
 
 MAX_PAYLOAD = 0xFFFFFF
 NATIVE = "mysql_native_password"
@@ -292,10 +307,19 @@ def parse_handshake_response(payload):
     return out
 
 
-def handshake_response(user, token, caps, database=None, plugin=NATIVE, charset=33):
+def handshake_response(user, token, caps, database=None, plugin=NATIVE, charset=33,
+                       mariadb_caps=None):
+    """mariadb_caps: MariaDB extended capabilities to ask for (CLIENT_MYSQL
+    is then cleared, as MariaDB's clients do); None sends a MySQL client's
+    response."""
     if database is not None:
         caps |= CLIENT_CONNECT_WITH_DB
-    out = struct.pack("<IIB", caps, MAX_PAYLOAD, charset) + b"\0" * 23
+    if mariadb_caps is None:
+        filler = b"\0" * 23
+    else:
+        caps &= ~CLIENT_LONG_PASSWORD
+        filler = b"\0" * 19 + struct.pack("<I", mariadb_caps)
+    out = struct.pack("<IIB", caps, MAX_PAYLOAD, charset) + filler
     out += user.encode() + b"\0"
     out += bytes([len(token)]) + token
     if database is not None:
@@ -303,6 +327,29 @@ def handshake_response(user, token, caps, database=None, plugin=NATIVE, charset=
     if caps & CLIENT_PLUGIN_AUTH:
         out += plugin.encode() + b"\0"
     return out
+
+
+def change_user_payload(user, token, database=None, plugin=NATIVE, charset=33):
+    """The argument of COM_CHANGE_USER (after the command byte), as clients
+    with CLIENT_SECURE_CONNECTION and CLIENT_PLUGIN_AUTH send it."""
+    return (user.encode() + b"\0" + bytes([len(token)]) + token
+            + (database or "").encode() + b"\0" + struct.pack("<H", charset)
+            + plugin.encode() + b"\0")
+
+
+def parse_auth_switch(payload):
+    """(plugin name, scramble) of an AuthSwitchRequest (0xFE) payload."""
+    r = Reader(payload, 1)
+    assert payload[0] == 0xFE, payload[:40]
+    name = r.nul_str().decode()
+    return name, r.rest().rstrip(b"\0")
+
+
+def is_progress(payload):
+    """True for a MariaDB progress report: an ERR-looking packet with error
+    code 0xFFFF, sent during a long command to a client that asked for
+    MARIADB_CLIENT_PROGRESS."""
+    return payload[:3] == b"\xff\xff\xff"
 
 
 def ssl_request(caps=BASIC_CLIENT_CAPS | CLIENT_SSL, charset=33):
@@ -359,12 +406,15 @@ class RawClient:
         self.greeting = parse_greeting(self.read())
         return self.greeting
 
-    def login(self, user, password, database=None, caps=BASIC_CLIENT_CAPS, plugin=NATIVE):
-        """Full login; returns the OK payload or raises ServerError."""
+    def login(self, user, password, database=None, caps=BASIC_CLIENT_CAPS, plugin=NATIVE,
+              mariadb_caps=None):
+        """Full login; returns the OK payload or raises ServerError.
+        mariadb_caps: see handshake_response."""
         if self.greeting is None:
             self.read_greeting()
         token = native_token(password, self.greeting["salt"]) if plugin == NATIVE else b""
-        self.write(handshake_response(user, token, caps, database, plugin))
+        self.write(handshake_response(user, token, caps, database, plugin,
+                                      mariadb_caps=mariadb_caps))
         while True:
             payload = self.read()
             if payload[0] == 0x00:
@@ -437,3 +487,15 @@ def random_salt():
         if 0x21 <= b <= 0x7E and b != 0x24:
             out.append(b)
     return bytes(out)
+
+
+def parse_ok(payload):
+    """An OK packet: affected rows, insert id, status, warnings and the
+    info field (length-encoded, as MariaDB sends it; b"" when absent)."""
+    r = Reader(payload)
+    header = r.u8()
+    assert header in (0x00, 0xFE), payload[:16]
+    out = {"affected": r.lenenc_int(), "insert_id": r.lenenc_int(), "status": r.u16(),
+           "warnings": r.u16()}
+    out["info"] = b"" if r.at_end() else r.lenenc_str()
+    return out

@@ -45,17 +45,17 @@ def main_settings(cluster, **overrides):
 
 class Proxy:
     """One myroute process.  `settings` excludes `listen`, which is added
-    (first line) with a free port."""
+    (first line) with a free port on `host` (a loopback address)."""
 
     # All proxies started in this process, for failure reports.
     running = []
 
-    def __init__(self, workdir, name, settings, env=None):
+    def __init__(self, workdir, name, settings, env=None, host="127.0.0.1"):
         self.workdir = workdir
         self.name = name
         self.settings = list(settings)
         self.port = util.free_port()
-        self.host = "127.0.0.1"
+        self.host = host
         self.config_path = os.path.join(workdir, name + ".conf")
         self.log_path = os.path.join(workdir, name + ".stderr")
         self.env = env or {}
@@ -97,17 +97,18 @@ class Proxy:
                                      stdout=self._log_file, stderr=self._log_file, env=env,
                                      start_new_session=True)
         Proxy.running.append(self)
-        util.wait_until(lambda: self._listening(self.port), timeout,
+        util.wait_until(lambda: self._listening(self.port, self.host), timeout,
                         what=lambda: "myroute to listen on %s; stderr:\n%s"
                         % (self.address, self.log_tail()))
         return self
 
-    def _listening(self, port):
-        """True once the process listens on `port`; fails if it has exited."""
+    def _listening(self, port, host="127.0.0.1"):
+        """True once the process listens on `port` (of `host`); fails if it
+        has exited."""
         if self.proc.poll() is not None:
             raise RuntimeError("myroute exited with status %s during start-up; stderr:\n%s"
                                % (self.proc.returncode, self.log_tail()))
-        return util.is_listening(port)
+        return util.is_listening(port, host)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
