@@ -344,6 +344,26 @@ impl Write for Stream {
         self.tcp.write(data)
     }
 
+    /// Both halves of a wrapped ring in one call. (The default would write
+    /// only the first, and a short write reads as a full socket: the pair
+    /// would then wait for a writable event that never comes.)
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(t) = self.tls.as_mut() {
+            let mut total = 0;
+            for b in bufs {
+                match tls_write(t, &mut self.tcp, b) {
+                    Ok(n) if n == b.len() => total += n,
+                    Ok(n) => return Ok(total + n),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock && total > 0 => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(total);
+        }
+        self.tcp.write_vectored(bufs)
+    }
+
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
@@ -562,6 +582,28 @@ mod tests {
         assert_eq!(&out, b"hello world");
         drop(a);
         assert_eq!(read_into(&mut ring, &mut b, true), (0, IoStatus::Closed));
+    }
+
+    /// A wrapped ring goes out whole through a stream: the second half is
+    /// not mistaken for a full socket.
+    #[test]
+    fn a_stream_writes_both_halves_of_a_wrapped_ring() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let mut stream = Stream::accepted(TcpStream::from_std(tcp));
+        let mut pool = BufPool::new(8, 1);
+        let mut ring = Ring::default();
+        ring.attach(&mut pool);
+        assert_eq!(ring.push(b"abcdef"), 6);
+        ring.consume(5);
+        assert_eq!(ring.push(b"ghijkl"), 6);
+        assert!(!ring.as_slices().1.is_empty(), "the ring wraps");
+        assert_eq!(stream.write_from(&mut ring, usize::MAX), (7, IoStatus::Open));
+        let mut out = [0u8; 7];
+        peer.read_exact(&mut out).unwrap();
+        assert_eq!(&out, b"fghijkl");
     }
 
     #[test]
