@@ -776,6 +776,54 @@ impl Pair {
                 self.on_backend_login(login, dial, deadline, ctx)
             }
 
+            (s, ev @ (Event::TlsReady(..) | Event::TlsFailed(..))) => self.on_tls(s, ev, ctx),
+            (State::Relaying, Event::BackendData) => State::Relaying,
+            (State::Relaying, Event::Kill(verdict)) => {
+                self.on_kill(verdict, ctx);
+                State::Relaying
+            }
+            // The pair ended while its KILL was decided: nothing to answer.
+            (s, Event::Kill(_)) => s,
+
+            // A backend attempt failed before login completed: next server.
+            (State::Connecting { login, id, .. }, Event::BackendFailed(why)) => {
+                self.backend_attempt_failed(login, id, why, true, ctx)
+            }
+            (State::AwaitingBackendLogin { login, dial, .. }, Event::BackendFailed(why)) => {
+                let id = Box::new(dial.into_identity());
+                self.backend_attempt_failed(login, id, why, true, ctx)
+            }
+            (State::Connecting { login, id, .. }, Event::NoBackendSocket(why)) => {
+                self.backend_attempt_failed(login, id, why, false, ctx)
+            }
+            (State::Relaying, Event::BackendFailed(_)) => State::Closing {
+                reason: if self.quit_sent {
+                    EndReason::ClientClosed
+                } else {
+                    EndReason::BackendClosed
+                },
+                flush: Side::Client,
+            },
+
+            // Deadlines: the whole login, or one backend attempt.
+            (s, Event::Timeout) => self.on_timeout(s, ctx),
+
+            (s, ev) => self.unexpected(s, ev),
+        };
+        self.set_state(from, next, ctx);
+        if !was_relaying && self.is_relaying() {
+            // Commands a client pipelined behind its login (or change of
+            // user) are relayed now: scan them like any other, from a
+            // packet boundary.
+            self.up_framer = Framer::new(1);
+            self.scanned = self.up.consumed();
+            self.advance(ctx);
+        }
+    }
+
+    /// A TLS handshake ended, or TLS failed, on either side.
+    fn on_tls(&mut self, state: State, ev: Event, ctx: &mut Ctx) -> State {
+        match (state, ev) {
             // TLS, after an SSLRequest: the login goes on inside it.
             (State::AwaitingClientLogin(mut login), Event::TlsReady(Side::Client, info)) => {
                 login.tls_started();
@@ -811,56 +859,15 @@ impl Pair {
                 let id = Box::new(dial.into_identity());
                 self.backend_attempt_failed(login, id, format!("TLS: {why}"), true, ctx)
             }
-            (State::Relaying, Event::BackendData) => State::Relaying,
-            (State::Relaying, Event::Kill(verdict)) => {
-                self.on_kill(verdict, ctx);
-                State::Relaying
-            }
-            // The pair ended while its KILL was decided: nothing to answer.
-            (s, Event::Kill(_)) => s,
-
-            // A backend attempt failed before login completed: next server.
-            (State::Connecting { login, id, .. }, Event::BackendFailed(why)) => {
-                self.backend_attempt_failed(login, id, why, true, ctx)
-            }
-            (State::AwaitingBackendLogin { login, dial, .. }, Event::BackendFailed(why)) => {
-                let id = Box::new(dial.into_identity());
-                self.backend_attempt_failed(login, id, why, true, ctx)
-            }
-            (State::Connecting { login, id, .. }, Event::NoBackendSocket(why)) => {
-                self.backend_attempt_failed(login, id, why, false, ctx)
-            }
-            (State::Relaying, Event::BackendFailed(_)) => State::Closing {
-                reason: if self.quit_sent {
-                    EndReason::ClientClosed
-                } else {
-                    EndReason::BackendClosed
-                },
-                flush: Side::Client,
-            },
-
-            // Deadlines: the whole login, or one backend attempt.
-            (s, Event::Timeout) => self.on_timeout(s, ctx),
-
-            // Anything else is a protocol error: a backend speaking when it
-            // should not, or an event for a phase that is over.
-            (s, ev) => {
-                debug!("conn={} unexpected {ev:?} in {s}", self.id);
-                State::Closing {
-                    reason: EndReason::ProtocolError("unexpected event"),
-                    flush: Side::Client,
-                }
-            }
-        };
-        self.set_state(from, next, ctx);
-        if !was_relaying && self.is_relaying() {
-            // Commands a client pipelined behind its login (or change of
-            // user) are relayed now: scan them like any other, from a
-            // packet boundary.
-            self.up_framer = Framer::new(1);
-            self.scanned = self.up.consumed();
-            self.advance(ctx);
+            (s, ev) => self.unexpected(s, ev),
         }
+    }
+
+    /// Anything else is a protocol error: a backend speaking when it should
+    /// not, or an event for a phase that is over.
+    fn unexpected(&self, s: State, ev: Event) -> State {
+        debug!("conn={} unexpected {ev:?} in {s}", self.id);
+        State::Closing { reason: EndReason::ProtocolError("unexpected event"), flush: Side::Client }
     }
 
     /// Events for a pair whose end is decided: only the flushing changes.
