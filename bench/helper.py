@@ -2,9 +2,21 @@
 """Helpers for bench/run.sh (standard library only).
 
   helper.py idle     --port P --user U --password PW --db DB --count N --pid PID
-      Opens N logged-in connections (plain MySQL protocol, no TLS), pings each
-      once, and prints the VmRSS of process PID before and after, in KiB:
-      "rss_before_kib rss_after_kib".
+                     [--tls [--ca CA.pem]]
+      Opens N logged-in connections (plain MySQL protocol; with --tls each one
+      sends an SSLRequest and completes a TLS handshake first, verifying the
+      server's chain against --ca), pings each once, and prints the VmRSS of
+      process PID before and after, in KiB: "rss_before_kib rss_after_kib".
+  helper.py metrics  --port P
+      Reads myroute's GET /metrics and prints its client logins by transport:
+      "tls plain".
+  helper.py tlsspy   --listen P --to Q --log FILE
+      A TCP relay from port P to port Q for MySQL connections that switch to
+      TLS: it reads the TLS ClientHello and ServerHello as they pass and
+      appends one line per connection to FILE: "offered accepted", where
+      offered is 1 if the ClientHello offers a session to resume (TLS 1.3
+      pre_shared_key, or a TLS 1.2 session id or ticket) and accepted is 1 if
+      the ServerHello resumes it. Runs until killed.
   helper.py startup  --port P --runs N -- CMD...
       Starts CMD N times and prints the milliseconds from spawn until the port
       accepts a TCP connection, one sample per line.
@@ -20,6 +32,7 @@ import hashlib
 import os
 import re
 import socket
+import ssl
 import statistics
 import struct
 import sys
@@ -32,6 +45,7 @@ CLIENT_LONG_PASSWORD = 0x1
 CLIENT_LONG_FLAG = 0x4
 CLIENT_CONNECT_WITH_DB = 0x8
 CLIENT_PROTOCOL_41 = 0x200
+CLIENT_SSL = 0x800
 CLIENT_TRANSACTIONS = 0x2000
 CLIENT_SECURE_CONNECTION = 0x8000
 CLIENT_PLUGIN_AUTH = 0x80000
@@ -74,7 +88,8 @@ def err_text(payload):
     return "ERROR %d: %s" % (code, msg.decode(errors="replace"))
 
 
-def login(host, port, user, password, db):
+def login(host, port, user, password, db, tls=None):
+    """tls: an ssl.SSLContext to switch to TLS with (SSLRequest), or None."""
     sock = socket.create_connection((host, port), timeout=30)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     seq, greet = read_packet(sock)
@@ -98,6 +113,13 @@ def login(host, port, user, password, db):
             CLIENT_PROTOCOL_41 | CLIENT_TRANSACTIONS | CLIENT_SECURE_CONNECTION |
             CLIENT_PLUGIN_AUTH)
     flags = want & caps
+    if tls is not None:
+        if not caps & CLIENT_SSL:
+            raise ConnectionError("server does not offer TLS")
+        flags |= CLIENT_SSL
+        seq += 1
+        write_packet(sock, seq, struct.pack("<IIB23x", flags, 1 << 24, 45))
+        sock = tls.wrap_socket(sock, server_hostname=host)
     token = native_token(password, salt[:20])
     resp = struct.pack("<IIB23x", flags, 1 << 24, 45)
     resp += user.encode() + b"\0" + bytes([len(token)]) + token
@@ -136,6 +158,9 @@ def vmrss_kib(pid):
 
 
 def cmd_idle(a):
+    ctx = None
+    if a.tls:
+        ctx = ssl.create_default_context(cafile=a.ca) if a.ca else ssl._create_unverified_context()
     time.sleep(0.5)
     before = vmrss_kib(a.pid)
     socks = []
@@ -143,9 +168,15 @@ def cmd_idle(a):
     try:
         for i in range(a.count):
             try:
-                socks.append(login(a.host, a.port, a.user, a.password, a.db))
+                socks.append(login(a.host, a.port, a.user, a.password, a.db, ctx))
             except (OSError, ConnectionError) as e:
                 sys.exit("idle: connection %d of %d failed: %s" % (i + 1, a.count, e))
+        if a.tls:
+            versions = {s.version() for s in socks}
+            if None in versions:
+                sys.exit("idle: a connection is not TLS")
+            print("idle: TLS %s, %s" % (", ".join(sorted(versions)), socks[0].cipher()[0]),
+                  file=sys.stderr)
         for s in socks:
             ping(s)
         time.sleep(1.0)
@@ -163,6 +194,140 @@ def cmd_idle(a):
                 s.close()
             except OSError:
                 pass
+
+
+def tls_hello(buf):
+    """(is_client_hello, session_id, extensions {type: data}) of the handshake
+    record at the start of buf, or None if buf does not hold it yet."""
+    if len(buf) < 5 or buf[0] != 0x16:
+        raise ValueError("not a TLS handshake record")
+    n = struct.unpack_from(">H", buf, 3)[0]
+    if len(buf) < 5 + n:
+        return None
+    b = buf[5:5 + n]
+    kind = b[0]
+    pos = 4 + 2 + 32
+    sid = b[pos + 1:pos + 1 + b[pos]]
+    pos += 1 + b[pos]
+    if kind == 1:                                  # ClientHello
+        pos += 2 + struct.unpack_from(">H", b, pos)[0]
+        pos += 1 + b[pos]
+    else:                                          # ServerHello
+        pos += 3
+    ext = {}
+    if pos + 2 <= len(b):
+        end = pos + 2 + struct.unpack_from(">H", b, pos)[0]
+        pos += 2
+        while pos + 4 <= end:
+            t, ln = struct.unpack_from(">HH", b, pos)
+            ext[t] = b[pos + 4:pos + 4 + ln]
+            pos += 4 + ln
+    return kind == 1, sid, ext
+
+
+PRE_SHARED_KEY = 41
+SESSION_TICKET = 35
+
+
+def cmd_tlsspy(a):
+    import threading
+    lock = threading.Lock()
+
+    def pump(src, dst, watch):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if watch is not None:
+                    watch(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def serve(client):
+        try:
+            server = socket.create_connection(("127.0.0.1", a.to), timeout=30)
+        except OSError:
+            client.close()
+            return
+        for s in (client, server):
+            s.settimeout(None)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        st = {"c": bytearray(), "s": bytearray(), "ch": None, "sh": None, "done": False}
+
+        def finish():
+            if st["done"] or st["ch"] is None or st["sh"] is None:
+                return
+            st["done"] = True
+            _, csid, cext = st["ch"]
+            _, ssid, sext = st["sh"]
+            offered = PRE_SHARED_KEY in cext or bool(cext.get(SESSION_TICKET)) or (
+                bool(csid) and 43 not in cext)
+            if 43 in sext:                         # TLS 1.3: supported_versions
+                accepted = PRE_SHARED_KEY in sext
+            else:
+                accepted = bool(csid) and csid == ssid
+            with lock, open(a.log, "a") as f:
+                f.write("%d %d\n" % (offered, accepted))
+
+        def watch_c(data):
+            # Client: SSLRequest (4 + 32 bytes), then the ClientHello record.
+            if st["ch"] is not None or st["done"]:
+                return
+            st["c"] += data
+            if len(st["c"]) > 36:
+                try:
+                    st["ch"] = tls_hello(bytes(st["c"][36:]))
+                except (ValueError, IndexError, struct.error):
+                    st["done"] = True
+                finish()
+
+        def watch_s(data):
+            # Server: the greeting packet, then the ServerHello record.
+            if st["sh"] is not None or st["done"]:
+                return
+            st["s"] += data
+            buf = st["s"]
+            if len(buf) < 4:
+                return
+            skip = 4 + (buf[0] | buf[1] << 8 | buf[2] << 16)
+            if len(buf) > skip:
+                try:
+                    st["sh"] = tls_hello(bytes(buf[skip:]))
+                except (ValueError, IndexError, struct.error):
+                    st["done"] = True
+                finish()
+
+        threading.Thread(target=pump, args=(client, server, watch_c), daemon=True).start()
+        threading.Thread(target=pump, args=(server, client, watch_s), daemon=True).start()
+
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", a.listen))
+    ls.listen(128)
+    open(a.log, "a").close()
+    while True:
+        c, _ = ls.accept()
+        serve(c)
+
+
+def cmd_metrics(a):
+    import urllib.request
+    with urllib.request.urlopen("http://%s:%d/metrics" % (a.host, a.port), timeout=10) as r:
+        text = r.read().decode()
+    got = {}
+    for m in re.finditer(r'^myroute_client_logins_total\{transport="(\w+)"\}\s+(\d+)', text, re.M):
+        got[m.group(1)] = int(m.group(2))
+    if "tls" not in got or "plain" not in got:
+        sys.exit("metrics: no myroute_client_logins_total by transport on port %d" % a.port)
+    print(got["tls"], got["plain"])
 
 
 # --------------------------------------------------------------------------
@@ -266,6 +431,70 @@ INFO_METRICS = [
 ]
 
 
+# TLS endpoints, run in the same rounds as the plaintext ones.
+TLS_ENDPOINTS = ("direct-tls", "myroute-tls", "myroute-tls2")
+TLS_COLUMNS = ("direct", "direct-tls", "myroute", "myroute-tls", "myroute-tls2")
+TLS_NAMES = {"direct": "direct", "direct-tls": "direct TLS", "myroute": "myroute",
+             "myroute-tls": "myroute TLS client leg", "myroute-tls2": "myroute TLS both legs"}
+TLS_SHORT = {"direct": ("direct", ""), "direct-tls": ("direct", "TLS"),
+             "myroute": ("myroute", ""), "myroute-tls": ("myroute", "TLS client"),
+             "myroute-tls2": ("myroute", "TLS both")}
+# key, label, chart title, unit, higher_is_better
+TLS_METRICS = [
+    ("ps4_qps", "point_select, 4 threads", "TLS: point_select 4 thr", "QPS", True),
+    ("ps4_p95", "point_select, 4 threads: p95 latency", "TLS: point_select p95", "ms", False),
+    ("ps4_cpu", "proxy CPU per 100k point selects (4 threads)", "TLS: CPU per 100k queries",
+     "CPU s", False),
+    ("churn_cps", "connection churn, 4 loops", "TLS: churn conn/s", "conn/s", True),
+    ("bulk_mbps", "bulk 200 MB result, 1 client", "TLS: bulk 200 MB", "MB/s", True),
+    ("idle_kib", "idle connections: proxy RSS per connection", "TLS: idle RSS per conn",
+     "KiB", False),
+]
+# Targets: label, key, endpoint, baseline endpoint, kind ("ge"/"le"), factor.
+TLS_TARGETS = [
+    ("point_select 4 threads QPS, myroute TLS client leg / myroute plaintext", "ps4_qps",
+     "myroute-tls", "myroute", "ge", 0.85),
+    ("point_select 4 threads QPS, myroute TLS both legs / myroute plaintext", "ps4_qps",
+     "myroute-tls2", "myroute", "ge", 0.85),
+    ("bulk MB/s, myroute TLS both legs / myroute plaintext", "bulk_mbps", "myroute-tls2",
+     "myroute", "ge", 0.5),
+    ("proxy CPU per query (point_select 4 threads), TLS client leg / plaintext", "ps4_cpu",
+     "myroute-tls", "myroute", "le", 2.0),
+    ("proxy CPU per query (point_select 4 threads), TLS both legs / plaintext", "ps4_cpu",
+     "myroute-tls2", "myroute", "le", 2.0),
+]
+# For information: label, key, endpoint, baseline endpoint.
+TLS_INFO = [
+    ("point_select 4 threads QPS, direct TLS / direct plaintext", "ps4_qps", "direct-tls",
+     "direct"),
+    ("churn conn/s, direct TLS / direct plaintext", "churn_cps", "direct-tls", "direct"),
+    ("bulk MB/s, direct TLS / direct plaintext", "bulk_mbps", "direct-tls", "direct"),
+    ("point_select 4 threads QPS, myroute TLS client leg / direct TLS", "ps4_qps",
+     "myroute-tls", "direct-tls"),
+    ("point_select 4 threads QPS, myroute TLS both legs / direct TLS", "ps4_qps",
+     "myroute-tls2", "direct-tls"),
+    ("churn conn/s, myroute TLS client leg / direct TLS", "churn_cps", "myroute-tls",
+     "direct-tls"),
+    ("churn conn/s, myroute TLS both legs / direct TLS", "churn_cps", "myroute-tls2",
+     "direct-tls"),
+    ("bulk MB/s, myroute TLS client leg / direct TLS", "bulk_mbps", "myroute-tls",
+     "direct-tls"),
+    ("bulk MB/s, myroute TLS both legs / direct TLS", "bulk_mbps", "myroute-tls2",
+     "direct-tls"),
+    ("churn conn/s, myroute TLS client leg / myroute plaintext", "churn_cps", "myroute-tls",
+     "myroute"),
+    ("churn conn/s, myroute TLS both legs / myroute plaintext", "churn_cps", "myroute-tls2",
+     "myroute"),
+    ("churn conn/s, myroute TLS both legs / TLS client leg", "churn_cps", "myroute-tls2",
+     "myroute-tls"),
+    ("bulk MB/s, myroute TLS client leg / myroute plaintext", "bulk_mbps", "myroute-tls",
+     "myroute"),
+    ("bulk MB/s, myroute TLS both legs / HAProxy plaintext", "bulk_mbps", "myroute-tls2",
+     "haproxy"),
+]
+TLS_IDLE_TARGET_KIB = 48.0
+
+
 def fmt(v, unit=None):
     if v is None or v != v:
         return "–"
@@ -296,6 +525,104 @@ def paired_ratios(data, key):
     hap = data.get(("by-round", key, "haproxy"), {})
     my = data.get(("by-round", key, "myroute"), {})
     return [my[r] / hap[r] for r in sorted(hap, key=int) if r in my and hap[r]]
+
+
+def paired(data, key, a, b):
+    """a/b per round."""
+    xa = data.get(("by-round", key, a), {})
+    xb = data.get(("by-round", key, b), {})
+    return [xa[r] / xb[r] for r in sorted(xb, key=int) if r in xa and xb[r]]
+
+
+def tls_ratio(data, key, a, b):
+    ma, mb = median(data.get((key, a), [])), median(data.get((key, b), []))
+    return (ma / mb if ma is not None and mb else None), ma, mb
+
+
+def tls_data(data, meta):
+    """The samples of the rounds that include the TLS endpoints only, so that
+    every TLS figure and ratio compares runs of the same rounds."""
+    try:
+        n = int(meta.get("tls_rounds") or meta.get("rounds"))
+    except (TypeError, ValueError):
+        return data
+    out = {}
+    for k, v in data.items():
+        if k[0] == "by-round":
+            kept = {r: x for r, x in v.items() if int(r) <= n}
+            out[k] = kept
+            if kept:
+                out[(k[1], k[2])] = [kept[r] for r in sorted(kept, key=int)]
+    return out
+
+
+def tls_present(data):
+    return any((k[0], e) in data for k in TLS_METRICS for e in TLS_ENDPOINTS)
+
+
+def tls_target_rows(data, meta=None):
+    out = []
+    for label, key, a, b, kind, factor in TLS_TARGETS:
+        r, ma, mb = tls_ratio(data, key, a, b)
+        met = None if r is None else (r >= factor if kind == "ge" else r <= factor)
+        want = ("≥ %.2f" if kind == "ge" else "≤ %.2f") % factor
+        unit = next(m[3] for m in TLS_METRICS if m[0] == key)
+        value = "%s / %s %s" % (fmt(ma, unit), fmt(mb, unit), unit)
+        if r is None:
+            stalled = [k for k, v in (meta or {}).items()
+                       if k.startswith("stall_") and v.startswith("%s against %s," % (
+                           key.split("_")[0], b))]
+            value += (" (not measurable: every %s run against %s stalled, see Stalls)" % (
+                key.split("_")[0], b) if stalled else " (not measurable: no sample)")
+        out.append((label, value, ratio_text(r), pr_text(paired(data, key, a, b)), want, met))
+    idle = median(data.get(("idle_kib", "myroute-tls"), []))
+    plain = median(data.get(("idle_kib", "myroute"), []))
+    out.append(("idle TLS client connections: myroute RSS per connection",
+                "%s KiB (plaintext %s KiB)" % (fmt(idle, "KiB"), fmt(plain, "KiB")), "–", "–",
+                "≤ %.0f KiB" % TLS_IDLE_TARGET_KIB,
+                None if idle is None else idle <= TLS_IDLE_TARGET_KIB))
+    return out
+
+
+def tls_resumption(data):
+    """Sums over the churn rounds of MariaDB's TLS counters, per TLS endpoint."""
+    out = {}
+    for e in TLS_ENDPOINTS:
+        got = {}
+        for k in ("ssl_accepts", "ssl_finished_accepts", "ssl_session_cache_hits",
+                  "ssl_session_cache_misses"):
+            xs = data.get(("churn_" + k, e))
+            if xs is not None:
+                got[k] = sum(xs)
+        if got:
+            out[e] = got
+    return out
+
+
+def tls_resumption_text(res, data=None):
+    lines = []
+    d = data or {}
+    o = sum(d.get(("resume_offered", "myroute-tls2"), []))
+    r = sum(d.get(("resume_reused", "myroute-tls2"), []))
+    n = sum(d.get(("resume_total", "myroute-tls2"), []))
+    if n:
+        lines.append("myroute TLS both legs, seen on the wire (ClientHello / ServerHello): of %d "
+                     "handshakes toward MariaDB, %d offered a session and **%d resumed one "
+                     "(%.1f%%)**" % (n, o, r, 100.0 * r / n))
+    for e, label in (("myroute-tls2", "myroute TLS both legs"), ("direct-tls", "direct TLS"),
+                     ("myroute-tls", "myroute TLS client leg")):
+        g = res.get(e)
+        if not g:
+            continue
+        fin = g.get("ssl_finished_accepts", 0)
+        hits = g.get("ssl_session_cache_hits", 0)
+        share = ("%.1f%%" % (100.0 * hits / fin)) if fin else "–"
+        lines.append("%s churn: MariaDB Ssl_accepts +%d, Ssl_finished_accepts +%d, "
+                     "Ssl_session_cache_hits +%d, Ssl_session_cache_misses +%d; "
+                     "hits / finished accepts %s" % (
+                         label, g.get("ssl_accepts", 0), fin, hits,
+                         g.get("ssl_session_cache_misses", 0), share))
+    return lines
 
 
 def load_meta(path):
@@ -348,10 +675,23 @@ def standalone_rows(meta):
             return None
 
     size = num("static_size_bytes")
-    out.append(("stripped static binary (musl)",
+    out.append(("stripped static binary (musl, with TLS: `make static`)",
                 ("%s bytes (%.0f KiB)" % ("{:,}".format(int(size)), size / 1024)) if size else
                 "not measured: " + meta.get("static_note", "build failed"),
-                "≤ 1 MiB", None if size is None else size <= 1024 * 1024))
+                "≤ 2.5 MiB", None if size is None else size <= 2.5 * 1024 * 1024))
+    msize = num("minimal_size_bytes")
+    out.append(("stripped static binary without TLS (`make minimal`)",
+                ("%s bytes (%.0f KiB)" % ("{:,}".format(int(msize)), msize / 1024)) if msize else
+                "not measured: " + meta.get("minimal_note", "build failed"),
+                "≤ 1 MiB", None if msize is None else msize <= 1024 * 1024))
+    ct = num("crates_tls")
+    out.append(("crates in the runtime tree, myroute included (default build, TLS)",
+                "%d" % ct if ct is not None else "not measured", "≤ 30",
+                None if ct is None else ct <= 30))
+    cm = num("crates_minimal")
+    if cm is not None:
+        out.append(("crates in the runtime tree, `--no-default-features`", "%d" % cm,
+                    "(info)", None))
     st = num("startup_ms")
     out.append(("start-up: exec to port accepting, release binary (median of %s)" % meta.get("startup_runs", "?"),
                 ("%.2f ms" % st) if st is not None else "not measured",
@@ -382,7 +722,7 @@ def pr_text(pr):
 
 
 def met_text(m):
-    return "–" if m is None else ("met" if m else "NOT met")
+    return "not measured" if m is None else ("met" if m else "NOT met")
 
 
 def ratio_text(r):
@@ -416,6 +756,23 @@ def render_text(rows, sa, meta, data):
                                           "" if want == "(info)" else met_text(met)))
     lines.append("")
     lines.append("1 vs 2 myroute processes: " + meta.get("reuse_port", "not run"))
+    if tls_present(data):
+        data = tls_data(data, meta)
+        lines.append("")
+        lines.append("TLS (medians over the rounds with TLS):")
+        for key, label, _, unit, _ in TLS_METRICS:
+            lines.append("  %s (%s): %s" % (label, unit, ", ".join(
+                "%s %s" % (TLS_NAMES[e], fmt(median(data.get((key, e), [])), unit))
+                for e in TLS_COLUMNS if (key, e) in data)))
+        for label, value, r, pr, want, met in tls_target_rows(data, meta):
+            lines.append("  %s: %s = %s (rounds %s), target %s: %s" % (label, value, r, pr, want,
+                                                                      met_text(met)))
+        for label, key, a, b in TLS_INFO:
+            r, _, _ = tls_ratio(data, key, a, b)
+            lines.append("  %s: %s (rounds %s)" % (label, ratio_text(r),
+                                                   pr_text(paired(data, key, a, b))))
+        for t in tls_resumption_text(tls_resumption(data), data):
+            lines.append("  " + t)
     for key, label, unit in INFO_METRICS:
         if (key, "myroute") in data:
             lines.append("%s: HAProxy %s %s, myroute %s %s" % (
@@ -423,6 +780,8 @@ def render_text(rows, sa, meta, data):
                 fmt(median(data[(key, "myroute")]), unit), unit))
     if "others_cpu" in meta:
         lines.append("other processes on the machine: " + meta["others_cpu"])
+    for k in sorted((k for k in meta if k.startswith("stall_")), key=lambda k: int(k[6:])):
+        lines.append("STALL: " + meta[k])
     return "\n".join(lines)
 
 
@@ -448,6 +807,14 @@ def render_md(rows, sa, meta, svg_name, method, data):
              "server and proxy share the machine's cores, so a proxy's CPU cost shows "
              "up as lost throughput." % meta.get("rounds", "?"))
     L.append("")
+    stalls = sorted((k for k in meta if k.startswith("stall_")), key=lambda k: int(k[6:]))
+    if stalls:
+        L.append("**Stalls: %d sysbench run(s) made no progress and were stopped; their "
+                 "samples are missing from the medians:**" % len(stalls))
+        L.append("")
+        for k in stalls:
+            L.append("- " + meta[k])
+        L.append("")
     L.append("![benchmark chart](%s)" % svg_name)
     L.append("")
     L.append("| workload | unit | direct | HAProxy | myroute | myroute / HAProxy | "
@@ -472,6 +839,8 @@ def render_md(rows, sa, meta, svg_name, method, data):
     L.append("")
     L.append("1 vs 2 myroute processes (`reuse_port`): %s" % meta.get("reuse_port", "not run"))
     L.append("")
+    if tls_present(data):
+        L.extend(render_tls_md(data, meta))
     info = [(label, unit, {e: data.get((key, e), []) for e in ENDPOINTS})
             for key, label, unit in INFO_METRICS if (key, "myroute") in data]
     if info:
@@ -501,7 +870,68 @@ def render_md(rows, sa, meta, svg_name, method, data):
             cells.append(", ".join(fmt(x, r["unit"]) for x in xs) if xs else "–")
         L.append("| %s (%s) | %s |" % (r["label"], r["unit"], " | ".join(cells)))
     L.append("")
+    if tls_present(data):
+        L.append("| TLS workload (rounds with TLS) | %s |" % " | ".join(TLS_NAMES[e] for e in TLS_ENDPOINTS))
+        L.append("|---|---|---|---|")
+        for key, label, _, unit, _ in TLS_METRICS:
+            cells = [", ".join(fmt(x, unit) for x in data.get((key, e), [])) or "–"
+                     for e in TLS_ENDPOINTS]
+            L.append("| %s (%s) | %s |" % (label, unit, " | ".join(cells)))
+        L.append("")
     return "\n".join(L)
+
+
+def render_tls_md(data, meta):
+    data = tls_data(data, meta)
+    L = ["## TLS", ""]
+    L.append("The TLS endpoints run in the same rounds as the plaintext ones, right after "
+             "them: direct TLS is MariaDB itself over TLS, *myroute TLS client leg* is myroute "
+             "with `tls = required` and plaintext toward MariaDB, *myroute TLS both legs* "
+             "adds `pool.main.tls = verify_ca`. Medians over %s rounds%s:" % (
+                 meta.get("tls_rounds", meta.get("rounds", "?")),
+                 "" if meta.get("tls_rounds", meta.get("rounds")) == meta.get("rounds") else
+                 " (only the first %s of the %s rounds include the TLS endpoints, to keep the "
+                 "run under 20 minutes; every figure in this section, plaintext ones included, "
+                 "is from those %s rounds)" % (
+                     meta.get("tls_rounds"), meta.get("rounds"), meta.get("tls_rounds"))))
+    L.append("")
+    L.append("| workload | unit | %s |" % " | ".join(TLS_NAMES[e] for e in TLS_COLUMNS))
+    L.append("|---|---|%s" % ("--:|" * len(TLS_COLUMNS)))
+    for key, label, _, unit, _ in TLS_METRICS:
+        if not any((key, e) in data for e in TLS_ENDPOINTS):
+            continue
+        L.append("| %s | %s | %s |" % (label, unit, " | ".join(
+            fmt(median(data.get((key, e), [])), unit) for e in TLS_COLUMNS)))
+    L.append("")
+    L.append("| target | medians | ratio | ratio, range over rounds | target | |")
+    L.append("|---|--:|--:|--:|---|---|")
+    for label, value, r, pr, want, met in tls_target_rows(data, meta):
+        L.append("| %s | %s | %s | %s | %s | %s |" % (label, value, r, pr, want, met_text(met)))
+    L.append("")
+    L.append("For information (ratios of medians, range of the per-round ratios):")
+    L.append("")
+    L.append("| | ratio | range over rounds |")
+    L.append("|---|--:|--:|")
+    for label, key, a, b in TLS_INFO:
+        r, _, _ = tls_ratio(data, key, a, b)
+        L.append("| %s | %s | %s |" % (label, ratio_text(r), pr_text(paired(data, key, a, b))))
+    L.append("")
+    res = tls_resumption_text(tls_resumption(data), data)
+    if res:
+        L.append("Session resumption toward the server (sums over the rounds; the global "
+                 "counters are MariaDB's `SHOW GLOBAL STATUS` read before and after every "
+                 "timed churn run):")
+        L.append("")
+        for t in res:
+            L.append("- " + t)
+        L.append("")
+        if meta.get("tls_resumption_note"):
+            L.append(meta["tls_resumption_note"])
+            L.append("")
+    if meta.get("tls_note"):
+        L.append(meta["tls_note"])
+        L.append("")
+    return L
 
 
 def svg_escape(s):
@@ -509,15 +939,21 @@ def svg_escape(s):
             .replace('"', "&quot;"))
 
 
-def render_svg(rows, meta):
-    colors = {"direct": "#9aa5b1", "haproxy": "#4e79a7", "myroute": "#e15759"}
+TLS_SVG = ("ps4_qps", "ps4_cpu", "churn_cps", "bulk_mbps", "idle_kib")
+
+
+def render_svg(rows, meta, data=None):
+    colors = {"direct": "#9aa5b1", "haproxy": "#4e79a7", "myroute": "#e15759",
+              "direct-tls": "#cfd6dd", "myroute-tls": "#f28e2b", "myroute-tls2": "#b07aa1"}
     cols = 5
     pw, ph = 250, 226
     top = 100
     n = len(rows)
     nrows = (n + cols - 1) // cols
     width = cols * pw + 20
-    height = top + nrows * ph + 40
+    tls = data is not None and tls_present(data)
+    tls_top = top + nrows * ph + 10
+    height = top + nrows * ph + 40 + ((ph + 40) if tls else 0)
     out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
            'viewBox="0 0 %d %d" font-family="Helvetica, Arial, sans-serif">' %
            (width, height, width, height),
@@ -574,8 +1010,74 @@ def render_svg(rows, meta):
         if len(r["pr"]) >= 2:
             out.append('<text x="%d" y="%d" font-size="10" fill="#555">myroute/HAProxy per round: '
                        '%s</text>' % (cx + 4, base + 39, svg_escape(pr_text(r["pr"]))))
+    if tls:
+        out.extend(render_tls_svg(data, colors, tls_top, pw, ph))
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def render_tls_svg(data, colors, top, pw, ph):
+    out = ['<text x="10" y="%d" font-size="15" font-weight="bold">TLS, same rounds: direct, '
+           'direct over TLS, myroute plaintext, myroute with TLS on the client leg, on both '
+           'legs</text>' % (top + 16)]
+    top += 30
+    targets = {}
+    for label, key, a, b, kind, factor in TLS_TARGETS:
+        r, _, _ = tls_ratio(data, key, a, b)
+        if r is not None:
+            targets.setdefault(key, []).append(
+                ("%s %s/%s %.2f (%s %.2f)" % ("met" if (r >= factor if kind == "ge" else
+                                                       r <= factor) else "NOT met",
+                                             TLS_SHORT[a][1].split()[-1], "plain", r,
+                                             "≥" if kind == "ge" else "≤", factor),
+                 (r >= factor) if kind == "ge" else (r <= factor)))
+    for idx, key in enumerate(TLS_SVG):
+        m = next(x for x in TLS_METRICS if x[0] == key)
+        _, label, short, unit, higher = m
+        cx = 10 + idx * pw
+        cy = top
+        out.append('<text x="%d" y="%d" font-size="12" font-weight="bold">%s</text>' %
+                   (cx + 4, cy + 14, svg_escape(short)))
+        out.append('<text x="%d" y="%d" font-size="10" fill="#555">%s</text>' %
+                   (cx + 4, cy + 28, svg_escape("%s, %s" % (unit, "more is better" if higher
+                                                            else "less is better"))))
+        eps = [e for e in TLS_COLUMNS if (key, e) in data]
+        vals = {e: median(data[(key, e)]) for e in eps}
+        vmax = max(vals.values(), default=1.0) or 1.0
+        base = cy + ph - 56
+        area = ph - 101
+        bw = 36
+        gap = (pw - 20 - len(TLS_COLUMNS) * bw) / (len(TLS_COLUMNS) + 1)
+        out.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#888"/>' %
+                   (cx + 4, base, cx + pw - 14, base))
+        for j, e in enumerate(TLS_COLUMNS):
+            x = cx + 4 + gap + j * (bw + gap)
+            if e in vals:
+                v = vals[e]
+                h = max(1.0, area * v / vmax)
+                out.append('<rect x="%.1f" y="%.1f" width="%d" height="%.1f" fill="%s"/>' %
+                           (x, base - h, bw, h, colors[e]))
+                out.append('<text x="%.1f" y="%.1f" font-size="9" text-anchor="middle">%s</text>'
+                           % (x + bw / 2, base - h - 3, svg_escape(fmt(v, unit))))
+            else:
+                out.append('<text x="%.1f" y="%d" font-size="9" text-anchor="middle" '
+                           'fill="#999">n/a</text>' % (x + bw / 2, base - 4))
+            l1, l2 = TLS_SHORT[e]
+            out.append('<text x="%.1f" y="%d" font-size="9" text-anchor="middle" '
+                       'fill="#333">%s</text>' % (x + bw / 2, base + 12, svg_escape(l1)))
+            if l2:
+                out.append('<text x="%.1f" y="%d" font-size="9" text-anchor="middle" '
+                           'fill="#333">%s</text>' % (x + bw / 2, base + 22, svg_escape(l2)))
+        lines = targets.get(key, [])
+        if key == "idle_kib" and "myroute-tls" in vals:
+            ok = vals["myroute-tls"] <= TLS_IDLE_TARGET_KIB
+            lines = [("%s: TLS %.1f KiB (≤ %.0f)" % ("met" if ok else "NOT met",
+                                                    vals["myroute-tls"], TLS_IDLE_TARGET_KIB), ok)]
+        for k, (text, ok) in enumerate(lines):
+            out.append('<text x="%d" y="%d" font-size="10" fill="%s">%s</text>' %
+                       (cx + 4, base + 36 + 12 * k, "#2a7a2a" if ok else "#b00020",
+                        svg_escape(text)))
+    return out
 
 
 def cmd_report(a):
@@ -591,7 +1093,7 @@ def cmd_report(a):
                               data))
     if a.svg:
         with open(a.svg, "w") as f:
-            f.write(render_svg(rows, meta))
+            f.write(render_svg(rows, meta, tls_data(data, meta)))
 
 
 def main():
@@ -605,6 +1107,15 @@ def main():
     i.add_argument("--db", default="")
     i.add_argument("--count", type=int, required=True)
     i.add_argument("--pid", type=int, required=True)
+    i.add_argument("--tls", action="store_true")
+    i.add_argument("--ca")
+    t = sub.add_parser("tlsspy")
+    t.add_argument("--listen", type=int, required=True)
+    t.add_argument("--to", type=int, required=True)
+    t.add_argument("--log", required=True)
+    m = sub.add_parser("metrics")
+    m.add_argument("--host", default="127.0.0.1")
+    m.add_argument("--port", type=int, required=True)
     s = sub.add_parser("startup")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, required=True)
@@ -620,8 +1131,8 @@ def main():
     r.add_argument("--md")
     r.add_argument("--svg")
     a = p.parse_args()
-    {"idle": cmd_idle, "startup": cmd_startup, "sysbench": cmd_sysbench,
-     "report": cmd_report}[a.cmd](a)
+    {"idle": cmd_idle, "metrics": cmd_metrics, "tlsspy": cmd_tlsspy, "startup": cmd_startup,
+     "sysbench": cmd_sysbench, "report": cmd_report}[a.cmd](a)
 
 
 if __name__ == "__main__":
