@@ -26,8 +26,9 @@
 #   MYROUTE_BIN          myroute binary (default target/release/myroute)
 #   BENCH_TLS_WORKLOADS="ps4 churn bulk"  workloads also run over TLS (empty:
 #                        no TLS endpoints)
-#   BENCH_TLS_ROUNDS=    rounds (the first ones) that include the TLS
-#                        endpoints (default: all)
+#   BENCH_TLS_ROUNDS=3   rounds (the first ones) that include the TLS
+#                        endpoints (at most BENCH_ROUNDS; keeps the run near
+#                        20 minutes)
 #   BENCH_RESUME_PROBE=100  connections, one after the other, per round through
 #                        a myroute whose server leg passes a relay that
 #                        reads the TLS hellos (session resumption toward
@@ -68,7 +69,7 @@ myroute_bin="${MYROUTE_BIN:-$repo/target/release/myroute}"
 python="${PYTHON:-python3}"
 stall_limit="${BENCH_STALL_LIMIT:-$((bench_time + 20))}"
 resume_probe="${BENCH_RESUME_PROBE:-100}"
-tls_rounds="${BENCH_TLS_ROUNDS:-$rounds}"
+tls_rounds="${BENCH_TLS_ROUNDS:-3}"
 [ "$tls_rounds" -le "$rounds" ] || tls_rounds="$rounds"
 stalls=0
 
