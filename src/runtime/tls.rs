@@ -220,12 +220,22 @@ fn pem_error(e: rustls::pki_types::pem::Error) -> String {
 
 /// A server certificate check: the chain (and, if `name`, the name) against
 /// CAs when there are some, the pin when there is one, or nothing (the
-/// `preferred` and `required` modes); handshake signatures always.
+/// `preferred` and `required` modes). Handshake signatures are checked
+/// when something is trusted: with nothing trusted, a signature only proves
+/// that the peer holds a key nobody vouched for, and checking it would
+/// refuse servers whose certificates the signature code cannot read (X.509
+/// v1, as old MySQL tools made), which MySQL's `ssl-mode=REQUIRED` accepts.
 #[derive(Debug)]
 struct Check {
     webpki: Option<Arc<WebPkiServerVerifier>>,
     pin: Option<[u8; 32]>,
     name: bool,
+}
+
+impl Check {
+    fn trusts_nothing(&self) -> bool {
+        self.webpki.is_none() && self.pin.is_none()
+    }
 }
 
 impl ServerCertVerifier for Check {
@@ -265,6 +275,9 @@ impl ServerCertVerifier for Check {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if self.trusts_nothing() {
+            return Ok(HandshakeSignatureValid::assertion());
+        }
         verify_tls12_signature(message, cert, dss, &provider().signature_verification_algorithms)
     }
 
@@ -274,6 +287,9 @@ impl ServerCertVerifier for Check {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if self.trusts_nothing() {
+            return Ok(HandshakeSignatureValid::assertion());
+        }
         verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
     }
 

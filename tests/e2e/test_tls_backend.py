@@ -340,6 +340,27 @@ def test_ssl_request_then_the_login_at_sequence_2(make_proxy, certs):
     assert s.switched and s.switch_token_ok, s
 
 
+@pytest.mark.parametrize("mode", ["preferred", "required"])
+def test_unchecked_modes_take_an_x509_v1_certificate(make_proxy, certs, mode):
+    """Modes that check no certificate take one the checking code cannot
+    read (X.509 v1), as MySQL's ssl-mode=REQUIRED does."""
+    assert b"\xa0\x03\x02\x01" not in certs.server_v1.der[:32], "a v1 certificate"
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs.server_v1.cert, certs.server_v1.key)
+    with FakeBackend("auth_switch", users={FAKE_USER: FAKE_PASSWORD}, tls=ctx) as fake:
+        px = make_proxy("fake-v1-" + mode, fake_settings(fake, mode))
+        conn = pymysql_connect(px.host, px.port, FAKE_USER, FAKE_PASSWORD, read_timeout=10)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT answer")
+                assert cur.fetchall() == (("42", "fake"),)
+        finally:
+            conn.close()
+        s = util.wait_until(lambda: fake.logged_in_sessions(FAKE_USER), 5,
+                            what=lambda: "a fake session: %r" % fake.sessions)[-1]
+    assert s.tls_version in ("TLSv1.2", "TLSv1.3"), s
+
+
 def test_server_answering_garbage_instead_of_tls(make_ops_proxy, certs):
     with FakeBackend("auth_switch", users={FAKE_USER: FAKE_PASSWORD}, tls="garbage") as fake:
         px = make_ops_proxy("fake-garbage", fake_settings(fake, "required")

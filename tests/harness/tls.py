@@ -160,6 +160,17 @@ class Certs:
                 "-extfile", cnf, "-extensions", "ext", "-out", c.cert)
         return c.load_der()
 
+    def _signed_v1(self, name, cn, issuer):
+        """An X.509 v1 certificate (no extensions), as old MySQL tools made."""
+        c = Cert(self.dir, name)
+        self._key(c.key, "rsa")
+        csr = self._path(name + ".csr")
+        openssl("req", "-new", "-key", c.key, "-subj", "/CN=" + cn, "-out", csr)
+        self._serial += 1
+        openssl("x509", "-req", "-in", csr, "-CA", issuer.cert, "-CAkey", issuer.key,
+                "-set_serial", str(self._serial), "-days", "30", "-sha256", "-out", c.cert)
+        return c.load_der()
+
     def make(self):
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
@@ -169,6 +180,7 @@ class Certs:
                                          self.ca, ca=True)
         self.server = self._signed("server", "127.0.0.1", self.ca, kind="rsa",
                                    names=SERVER_NAMES)
+        self.server_v1 = self._signed_v1("server-v1", "127.0.0.1", self.ca)
         self.proxy_ec = self._signed("proxy-ec", "myroute test proxy", self.ca,
                                      names=PROXY_NAMES)
         self.proxy_ec.key_sec1 = self._path("proxy-ec.sec1.key")
