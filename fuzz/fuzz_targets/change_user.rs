@@ -36,11 +36,13 @@
 use libfuzzer_sys::fuzz_target;
 use myroute::protocol::accept::{Accept, Accounts, Denial, Step};
 use myroute::protocol::constants::caps;
-use myroute::protocol::errors;
 use myroute::protocol::handshake::{self, Response, NATIVE};
 use myroute::protocol::scramble::{self, Secret, LEN};
-use myroute::protocol::wire::{header_of, put_lenenc_bytes};
+use myroute::protocol::wire::put_lenenc_bytes;
 
+#[path = "common/packets.rs"]
+mod packets;
+use packets::{only_err, packets, Cur};
 #[path = "common/input.rs"]
 mod input;
 use input::Input;
@@ -63,42 +65,6 @@ impl Accounts for Known {
             b"nopw" => Some(None),
             _ => None,
         }
-    }
-}
-
-/// A cursor that gives up (`None`) where the bytes end too soon.
-struct Cur<'a>(&'a [u8]);
-
-impl<'a> Cur<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.0.len() {
-            return None;
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Some(head)
-    }
-
-    fn uint(&mut self, n: usize) -> Option<u64> {
-        Some(self.take(n)?.iter().rev().fold(0, |v, &b| v << 8 | u64::from(b)))
-    }
-
-    fn lenenc_str(&mut self) -> Option<&'a [u8]> {
-        let n = match self.uint(1)? {
-            v @ 0..=250 => v,
-            0xFC => self.uint(2)?,
-            0xFD => self.uint(3)?,
-            0xFE => self.uint(8)?,
-            _ => return None,
-        };
-        self.take(usize::try_from(n).ok()?)
-    }
-
-    fn nul_str(&mut self) -> Option<&'a [u8]> {
-        let end = self.0.iter().position(|&b| b == 0)?;
-        let s = self.take(end)?;
-        self.take(1)?;
-        Some(s)
     }
 }
 
@@ -146,30 +112,6 @@ fn model(p: &[u8], session: &Response) -> Option<Response> {
         plugin: plugin.to_vec(),
         attrs,
     })
-}
-
-/// The packets in `out`: `(sequence id, payload)`; `out` holds whole
-/// packets only.
-fn packets(mut out: &[u8]) -> Vec<(u8, &[u8])> {
-    let mut v = Vec::new();
-    while !out.is_empty() {
-        let (len, seq) = header_of(out).expect("a whole header");
-        assert!(out.len() >= 4 + len, "a whole packet");
-        v.push((seq, &out[4..4 + len]));
-        out = &out[4 + len..];
-    }
-    v
-}
-
-/// `out` is exactly one ERR packet with sequence id `seq` and `code`;
-/// returns its message.
-fn only_err(out: &[u8], seq: u8, code: u16) -> String {
-    let p = packets(out);
-    assert_eq!(p.len(), 1, "one ERR packet");
-    assert_eq!(p[0].0, seq, "sequence id of the ERR");
-    let (c, msg) = errors::parse_err(p[0].1).expect("an ERR packet");
-    assert_eq!(c, code);
-    msg
 }
 
 /// Up to `max` bytes with no NUL, their length read first.

@@ -30,6 +30,9 @@ use myroute::protocol::constants::{caps, status};
 use myroute::protocol::handshake;
 use myroute::protocol::wire::Error;
 
+#[path = "common/packets.rs"]
+mod packets;
+use packets::Cur;
 #[path = "common/input.rs"]
 mod input;
 use input::Input;
@@ -48,39 +51,6 @@ struct OkFields<'a> {
     state: Option<&'a [u8]>,
     /// What follows the last field read.
     tail: &'a [u8],
-}
-
-/// A cursor that gives up (`None`) where the bytes end too soon.
-struct Cur<'a>(&'a [u8]);
-
-impl<'a> Cur<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.0.len() {
-            return None;
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Some(head)
-    }
-
-    fn uint(&mut self, n: usize) -> Option<u64> {
-        Some(self.take(n)?.iter().rev().fold(0, |v, &b| v << 8 | u64::from(b)))
-    }
-
-    fn lenenc(&mut self) -> Option<u64> {
-        match self.uint(1)? {
-            v @ 0..=250 => Some(v),
-            0xFC => self.uint(2),
-            0xFD => self.uint(3),
-            0xFE => self.uint(8),
-            _ => None,
-        }
-    }
-
-    fn lenenc_str(&mut self) -> Option<&'a [u8]> {
-        let n = self.lenenc()?;
-        self.take(usize::try_from(n).ok()?)
-    }
 }
 
 fn parse_ok(p: &[u8], track: bool) -> Option<OkFields<'_>> {

@@ -39,11 +39,14 @@
 use libfuzzer_sys::fuzz_target;
 use myroute::protocol::accept::{Accept, Accounts, Denial, Greeting, Step};
 use myroute::protocol::constants::{caps, ext};
-use myroute::protocol::errors;
 use myroute::protocol::handshake::{self, ClientHello, ResponseFields, NATIVE};
 use myroute::protocol::scramble::{self, Secret, LEN};
-use myroute::protocol::wire::{header_of, put_lenenc_bytes, Error};
+use myroute::protocol::wire::{put_lenenc_bytes, Error};
 use std::cell::Cell;
+
+#[path = "common/packets.rs"]
+mod packets;
+use packets::{only_err, packets};
 
 const PW: &[u8] = b"password";
 const USERS: [&[u8]; 4] = [b"app_rw", b"nopw", b"nobody", b"APP_RW"];
@@ -71,30 +74,6 @@ impl Accounts for Known {
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
-}
-
-/// The packets in `out`: `(sequence id, payload)`; `out` holds whole
-/// packets only.
-fn packets(mut out: &[u8]) -> Vec<(u8, &[u8])> {
-    let mut v = Vec::new();
-    while !out.is_empty() {
-        let (len, seq) = header_of(out).expect("a whole header");
-        assert!(out.len() >= 4 + len, "a whole packet");
-        v.push((seq, &out[4..4 + len]));
-        out = &out[4 + len..];
-    }
-    v
-}
-
-/// `out` is exactly one ERR packet with sequence id `seq` and `code`;
-/// returns its message.
-fn only_err(out: &[u8], seq: u8, code: u16) -> String {
-    let p = packets(out);
-    assert_eq!(p.len(), 1, "one ERR packet");
-    assert_eq!(p[0].0, seq, "sequence id of the ERR");
-    let (c, msg) = errors::parse_err(p[0].1).expect("an ERR packet");
-    assert_eq!(c, code);
-    msg
 }
 
 fn zeroed(payload: &[u8]) -> bool {
