@@ -11,7 +11,7 @@ from harness import protocol as p
 from harness import util
 from harness.accounts import DEAD_PASSWORD, DEAD_USER, FAKE_PASSWORD, FAKE_USER, USERS
 from harness.clients import landing_port, pymysql_connect, scalar
-from harness.fake_backend import FakeBackend
+from harness.fake_backend import FakeBackend, assert_answers
 from harness.proxy import pool_settings, user_settings
 
 
@@ -78,17 +78,8 @@ def test_backend_auth_switch_with_new_salt(make_proxy):
         # The greeting's version is learned from the (fake) backend.
         with p.RawClient(px.host, px.port) as c:
             assert c.read_greeting()["version"] == fake.version
-        conn = pymysql_connect(px.host, px.port, FAKE_USER, FAKE_PASSWORD, read_timeout=10)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT answer")
-                assert cur.fetchall() == (("42", "fake"),)
-        finally:
-            conn.close()
-        sessions = util.wait_until(lambda: [s for s in fake.logged_in_sessions(FAKE_USER)
-                                            if s.ended == "quit"], 5,
-                                   what=lambda: "a finished fake session: %r" % fake.sessions)
-        s = sessions[-1]
+        assert_answers(px, FAKE_USER, FAKE_PASSWORD)
+        s = fake.finished_session(FAKE_USER)
         assert s.switched and s.switch_token_ok
         assert s.first_plugin == "mysql_native_password"
         assert (p.COM_QUERY, b"SELECT answer") in s.commands

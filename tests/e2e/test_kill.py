@@ -138,6 +138,22 @@ def kill_sql(killer, sql):
         return tuple(e.args[:2])
 
 
+def kill_ends(run, kill, outcome):
+    """Runs `kill` (a callable) and asserts the sleeping statement `run`
+    ends with `outcome` promptly after it."""
+    t0 = time.monotonic()
+    kill()
+    assert run.wait(PROMPTLY + 5) == ("error", outcome)
+    assert run.ended_within(t0, PROMPTLY), run.elapsed
+
+
+def killed_by_sql(run, killer, sql, outcome):
+    """`sql` from `killer` answers OK and ends `run` with `outcome`."""
+    def kill():
+        assert kill_sql(killer, sql) is None
+    kill_ends(run, kill, outcome)
+
+
 def unused_ids(px, *conns):
     """The lowest and the highest id of myroute's range that no client of
     `px` has (neither in SHOW CLIENTS nor as the greeting id of `conns`)."""
@@ -206,10 +222,7 @@ def test_kill_query_interrupts_the_statement_and_keeps_the_connection(kpx, clust
     killer = login(t, "app_rw", conns)
     vid = own_id(victim, target == "myroute")
     run, backend_id = sleeping(victim, cluster.primary, "kq_marker")
-    t0 = time.monotonic()
-    assert kill_sql(killer, "KILL QUERY %d" % vid) is None
-    assert run.wait(PROMPTLY + 5) == ("error", INTERRUPTED)
-    assert run.ended_within(t0, PROMPTLY), run.elapsed
+    killed_by_sql(run, killer, "KILL QUERY %d" % vid, INTERRUPTED)
     # The same session goes on, as do the killer's.
     assert scalar(victim, "SELECT CONNECTION_ID()") == backend_id
     assert scalar(victim, "SELECT 'after'") == "after"
@@ -228,10 +241,7 @@ def test_kill_query_forms(kpx, cluster, conns, form):
     err = kill_sql(killer, form % vid)
     assert not_owner(err, backend_id, vid), err
     assert session_info(cluster.primary, backend_id)[1].startswith("SELECT SLEEP(30)")
-    t0 = time.monotonic()
-    assert kill_sql(killer2, form % vid) is None
-    assert run.wait(PROMPTLY + 5) == ("error", INTERRUPTED)
-    assert run.ended_within(t0, PROMPTLY), run.elapsed
+    killed_by_sql(run, killer2, form % vid, INTERRUPTED)
     assert scalar(victim, "SELECT CONNECTION_ID()") == backend_id
 
 
@@ -242,10 +252,7 @@ def test_kill_closes_the_connection(kpx, cluster, conns, target):
     killer = login(t, "app_rw", conns)
     vid = own_id(victim, target == "myroute")
     run, backend_id = sleeping(victim, cluster.primary, "kc_marker")
-    t0 = time.monotonic()
-    assert kill_sql(killer, "KILL %d" % vid) is None
-    assert run.wait(PROMPTLY + 5) == ("error", LOST)
-    assert run.ended_within(t0, PROMPTLY), run.elapsed
+    killed_by_sql(run, killer, "KILL %d" % vid, LOST)
     assert conn_error_code(lambda: scalar(victim, "SELECT 1")) in GONE + (0,)
     wait_session_gone(cluster.primary, backend_id)
     assert scalar(killer, "SELECT 1") == 1
@@ -276,10 +283,7 @@ def test_pymysql_kill_method_ends_a_running_sleep(kpx, cluster, conns, target):
     killer = login(t, "app_rw", conns)
     vid = own_id(victim, target == "myroute")
     run, backend_id = sleeping(victim, cluster.primary, "pk_marker")
-    t0 = time.monotonic()
-    killer.kill(vid)
-    assert run.wait(PROMPTLY + 5) == ("error", LOST)
-    assert run.ended_within(t0, PROMPTLY), run.elapsed
+    kill_ends(run, lambda: killer.kill(vid), LOST)
     wait_session_gone(cluster.primary, backend_id)
     assert scalar(killer, "SELECT 1") == 1
 
@@ -382,10 +386,7 @@ def test_kill_across_servers_of_a_pool(kpx, cluster, conns, bystanders):
     assert rows[client_addr(victim)]["server"] == r2.address
     vid = own_id(victim, True)
     run, backend_id = sleeping(victim, r2, "xs_marker")
-    t0 = time.monotonic()
-    assert kill_sql(killer, "KILL QUERY %d" % vid) is None
-    assert run.wait(PROMPTLY + 5) == ("error", INTERRUPTED)
-    assert run.ended_within(t0, PROMPTLY), run.elapsed
+    killed_by_sql(run, killer, "KILL QUERY %d" % vid, INTERRUPTED)
     assert scalar(victim, "SELECT CONNECTION_ID()") == backend_id
     assert scalar(killer, "SELECT @@port") == r1.port
     # The side connection is short: only the victim's session is left on r2.
@@ -419,10 +420,7 @@ def test_by_default_a_kill_across_servers_is_refused_and_touches_nothing(default
     # On the killer's own server it still works.
     mates = [login(default_px, "app_ro", conns) for _ in range(3)]
     mate = next(m for m in mates if scalar(m, "SELECT @@port") == r2.port)
-    t0 = time.monotonic()
-    assert kill_sql(mate, "KILL QUERY %d" % vid) is None
-    assert run.wait(PROMPTLY + 5) == ("error", INTERRUPTED)
-    assert run.ended_within(t0, PROMPTLY), run.elapsed
+    killed_by_sql(run, mate, "KILL QUERY %d" % vid, INTERRUPTED)
 
 
 @pytest.mark.parametrize("target", ["direct", "myroute"])
@@ -460,10 +458,7 @@ def test_another_users_session_on_another_server(kpx, cluster, conns):
     wait_session_gone(ro_server, ro_backend)
     assert conn_error_code(lambda: scalar(killer, "SELECT 1")) in GONE
     # ... and the statement of app_rw's session on its own server.
-    t0 = time.monotonic()
-    assert kill_sql(ops, "KILL QUERY %d" % vid) is None
-    assert run.wait(PROMPTLY + 5) == ("error", INTERRUPTED)
-    assert run.ended_within(t0, PROMPTLY), run.elapsed
+    killed_by_sql(run, ops, "KILL QUERY %d" % vid, INTERRUPTED)
     assert scalar(victim, "SELECT CONNECTION_ID()") == backend_id
 
 

@@ -13,7 +13,7 @@ from harness import util
 from harness.accounts import USERS
 from harness.avail_tools import port_of
 from harness.clients import login, scalar
-from harness.ops import ADMIN_PASSWORD, ADMIN_USER, client_addr, one_on_first_replica
+from harness.ops import ADMIN_PASSWORD, ADMIN_USER, client_addr, one_on_first_replica, reload
 from harness.protocol import password_hash
 from harness.proxy import pool_settings, user_settings
 
@@ -48,23 +48,6 @@ def login_code(px, user):
         scalar(c, "SELECT 1")
     finally:
         c.close()
-    return None
-
-
-def reload(px, how):
-    """Reloads with RELOAD or SIGHUP; waits until the proxy has (tried to)
-    reload.  Returns RELOAD's OK message, or None for SIGHUP."""
-    if how == "RELOAD":
-        return px.admin_ok("RELOAD")
-    admin = px.admin()
-    try:
-        s = px.stats(admin)
-        done = s["reloads"] + s["reload_failures"]
-        px.sighup()
-        util.wait_until(lambda: (lambda t: t["reloads"] + t["reload_failures"] > done)(
-            px.stats(admin)), 5, what="SIGHUP to be handled; log:\n" + px.log_tail())
-    finally:
-        admin.close()
     return None
 
 

@@ -24,7 +24,7 @@ from harness import util
 from harness.accounts import USERS
 from harness.clients import mariadb_cli, node_client, pymysql_connect, rust_client, scalar
 from harness.ops import (ADMIN_PASSWORD, ADMIN_USER, CLIENT_COLUMNS, OpsProxy, admin_cli,
-                         cli_error, client_addr, quiet_settings)
+                         cli_error, client_addr, quiet_settings, reload)
 from harness.proxy import main_settings
 
 PW = USERS["app_rw"]
@@ -494,22 +494,6 @@ def test_console_over_tls(tp, certs):
 
 
 # --- reload ------------------------------------------------------------------------------------
-
-def reload(px, how):
-    """RELOAD on the console, or SIGHUP and wait until it was handled."""
-    if how == "RELOAD":
-        return px.admin_ok("RELOAD")
-    admin = px.admin()
-    try:
-        s = px.stats(admin)
-        done = s["reloads"] + s["reload_failures"]
-        px.sighup()
-        util.wait_until(lambda: (lambda n: n["reloads"] + n["reload_failures"] > done)(
-            px.stats(admin)), 5, what="SIGHUP to be handled; log:\n" + px.log_tail())
-    finally:
-        admin.close()
-    return None
-
 
 @pytest.mark.parametrize("how", ["RELOAD", "SIGHUP"])
 def test_reload_swaps_the_certificate(make_ops_proxy, cluster, certs, held, how):

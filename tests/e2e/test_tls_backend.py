@@ -22,7 +22,7 @@ from harness import util
 from harness.accounts import (FAKE_PASSWORD, FAKE_USER, TLS_MONITOR_PASSWORD, TLS_MONITOR_USER,
                               USERS, X509_PASSWORD, X509_USER)
 from harness.clients import login, pymysql_connect, scalar
-from harness.fake_backend import FakeBackend
+from harness.fake_backend import FakeBackend, assert_answers
 from harness.ops import SERVER_COLUMNS
 from harness.proxy import pool_settings, user_settings
 
@@ -322,16 +322,8 @@ def test_ssl_request_then_the_login_at_sequence_2(make_proxy, certs):
     with FakeBackend("auth_switch", users={FAKE_USER: FAKE_PASSWORD},
                      tls=fake_server_context(certs)) as fake:
         px = make_proxy("fake-tls", fake_settings(fake, "required"))
-        conn = pymysql_connect(px.host, px.port, FAKE_USER, FAKE_PASSWORD, read_timeout=10)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT answer")
-                assert cur.fetchall() == (("42", "fake"),)
-        finally:
-            conn.close()
-        s = util.wait_until(lambda: [x for x in fake.logged_in_sessions(FAKE_USER)
-                                     if x.ended == "quit"], 5,
-                            what=lambda: "a finished fake session: %r" % fake.sessions)[-1]
+        assert_answers(px, FAKE_USER, FAKE_PASSWORD)
+        s = fake.finished_session(FAKE_USER)
     seq, caps = s.ssl_request
     assert seq == 1 and caps & p.CLIENT_SSL, s
     assert s.response_seq == 2, s
@@ -349,15 +341,8 @@ def test_unchecked_modes_take_an_x509_v1_certificate(make_proxy, certs, mode):
     ctx.load_cert_chain(certs.server_v1.cert, certs.server_v1.key)
     with FakeBackend("auth_switch", users={FAKE_USER: FAKE_PASSWORD}, tls=ctx) as fake:
         px = make_proxy("fake-v1-" + mode, fake_settings(fake, mode))
-        conn = pymysql_connect(px.host, px.port, FAKE_USER, FAKE_PASSWORD, read_timeout=10)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT answer")
-                assert cur.fetchall() == (("42", "fake"),)
-        finally:
-            conn.close()
-        s = util.wait_until(lambda: fake.logged_in_sessions(FAKE_USER), 5,
-                            what=lambda: "a fake session: %r" % fake.sessions)[-1]
+        assert_answers(px, FAKE_USER, FAKE_PASSWORD)
+        s = fake.finished_session(FAKE_USER)
     assert s.tls_version in ("TLSv1.2", "TLSv1.3"), s
 
 

@@ -27,6 +27,7 @@ import threading
 
 from . import protocol as p
 from . import util
+from .clients import pymysql_connect
 
 DEFAULT_VERSION = "5.5.5-10.11.99-MariaDB-fake-backend"
 
@@ -112,6 +113,12 @@ class FakeBackend:
     def logged_in_sessions(self, user=None):
         with self._lock:
             return [s for s in self.sessions if s.logged_in and (user is None or s.user == user)]
+
+    def finished_session(self, user, timeout=5):
+        """The last session of `user` that logged in and ended with COM_QUIT."""
+        return util.wait_until(lambda: [s for s in self.logged_in_sessions(user)
+                                        if s.ended == "quit"], timeout,
+                               what=lambda: "a finished fake session: %r" % self.sessions)[-1]
 
     def _accept_loop(self):
         while not self._stopping:
@@ -217,3 +224,15 @@ class FakeBackend:
         packets.append(p.lenenc_str("42") + p.lenenc_str("fake"))
         packets.append(p.ok_packet(header=b"\xfe") if deprecate_eof else p.eof_packet())
         conn.sendall(b"".join(p.frame(i + 1, pkt) for i, pkt in enumerate(packets)))
+
+
+def assert_answers(px, user, password):
+    """A login through `px` to an "auth_switch" fake backend, and the one
+    query it answers."""
+    conn = pymysql_connect(px.host, px.port, user, password, read_timeout=10)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT answer")
+            assert cur.fetchall() == (("42", "fake"),)
+    finally:
+        conn.close()

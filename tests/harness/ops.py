@@ -218,6 +218,23 @@ class OpsProxy(Proxy):
         return Metrics(body.decode())
 
 
+def reload(px, how):
+    """Reloads with RELOAD or SIGHUP; waits until the proxy has (tried to)
+    reload.  Returns RELOAD's OK message, or None for SIGHUP."""
+    if how == "RELOAD":
+        return px.admin_ok("RELOAD")
+    admin = px.admin()
+    try:
+        s = px.stats(admin)
+        done = s["reloads"] + s["reload_failures"]
+        px.sighup()
+        util.wait_until(lambda: (lambda t: t["reloads"] + t["reload_failures"] > done)(
+            px.stats(admin)), 5, what="SIGHUP to be handled; log:\n" + px.log_tail())
+    finally:
+        admin.close()
+    return None
+
+
 def ok_info(raw):
     """The info text of an OK packet as PyMySQL keeps it (everything after
     the warning count).  MariaDB, like myroute, sends it length-encoded
