@@ -102,6 +102,60 @@ impl Refusal {
     }
 }
 
+/// Why a KILL naming a myroute id is answered by myroute itself, with an
+/// ERR in place of the server's reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KillError {
+    /// No connection has that id.
+    UnknownThread(u64),
+    /// The target belongs to another user and runs nowhere yet.
+    NotOwner(u64),
+    /// Statements follow the KILL, and it is not carried out on the
+    /// killer's own session: one reply cannot hold both.
+    FollowedByStatements(u64),
+    /// The target's session is on another server and
+    /// `kill_across_servers = no`.
+    OtherServer { id: u64, server: String },
+    /// The side connection that would run the KILL failed.
+    ServerUnreachable { server: String, why: String },
+}
+
+impl KillError {
+    /// `(error code, SQLSTATE)`.
+    pub fn code(&self) -> (u16, &'static str) {
+        match self {
+            KillError::UnknownThread(_) => (1094, "HY000"), // ER_NO_SUCH_THREAD
+            KillError::NotOwner(_) => (1095, "HY000"),      // ER_KILL_DENIED_ERROR
+            // ER_NOT_SUPPORTED_YET: what a server says of what it cannot do.
+            KillError::FollowedByStatements(_) | KillError::OtherServer { .. } => (1235, "42000"),
+            KillError::ServerUnreachable { .. } => (1429, "08S01"),
+        }
+    }
+
+    /// The human-readable message.
+    pub fn message(&self) -> String {
+        match self {
+            KillError::UnknownThread(id) => format!("Unknown thread id: {id}"),
+            KillError::NotOwner(id) => format!("You are not owner of thread {id}"),
+            KillError::FollowedByStatements(id) => format!(
+                "This version of MySQL doesn't yet support 'KILL of connection {id} followed by other statements in one query: myroute carries it only to a session on your own server; send the KILL on its own'"
+            ),
+            KillError::OtherServer { id, server } => format!(
+                "This version of MySQL doesn't yet support 'KILL of connection {id}: its session is on server {server}, another than yours; set kill_across_servers = yes'"
+            ),
+            KillError::ServerUnreachable { server, why } => {
+                format!("Unable to connect to server {server} to run the KILL: {why}")
+            }
+        }
+    }
+
+    /// The ERR payload (no header: the pair numbers it).
+    pub fn payload(&self) -> Vec<u8> {
+        let (code, state) = self.code();
+        err_packet(0, code, state, &self.message()).split_off(4)
+    }
+}
+
 /// At most `max` bytes of `s`, cut at a character boundary.
 fn clip(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
@@ -141,6 +195,17 @@ pub fn parse_err(payload: &[u8]) -> Option<(u16, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kill_errors_are_the_servers() {
+        let p = KillError::UnknownThread(1 << 30).payload();
+        assert_eq!(parse_err(&p), Some((1094, "Unknown thread id: 1073741824".into())));
+        assert_eq!(&p[3..9], b"#HY000");
+        let p = KillError::OtherServer { id: 7, server: "10.0.0.2:3306".into() }.payload();
+        let (code, msg) = parse_err(&p).unwrap();
+        assert_eq!((code, &p[3..9]), (1235, &b"#42000"[..]));
+        assert!(msg.contains("10.0.0.2:3306") && msg.contains("kill_across_servers"), "{msg}");
+    }
 
     #[test]
     fn access_denied_is_the_servers_message() {

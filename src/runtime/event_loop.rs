@@ -13,8 +13,7 @@ use crate::operations::access::{printable, EndReason, RateLimit, Record};
 use crate::operations::admin::{AdminAuth, Reply};
 use crate::operations::report::{self, Answer, Client, Control, View};
 use crate::operations::stats::Stats;
-use crate::protocol::errors::err_packet;
-use crate::protocol::errors::Refusal;
+use crate::protocol::errors::{KillError, Refusal};
 use crate::protocol::ring::BufPool;
 use crate::protocol::scramble::Secret;
 use crate::runtime::console::{self, Console, Work};
@@ -486,11 +485,7 @@ impl Proxy {
             Some((t, p.backend_session().zip(p.pool), p.user.clone()))
         });
         let verdict = match target {
-            None => KillVerdict::Answer(error(
-                1094,
-                "HY000",
-                &format!("Unknown thread id: {}", kill.id),
-            )),
+            None => KillVerdict::Answer(KillError::UnknownThread(kill.id).payload()),
             // On the killer's server: the backend decides, by its own id.
             Some((_, Some(((server, backend_id), _)), _))
                 if killer_server.map(|k| k.0) == Some(server) =>
@@ -503,17 +498,13 @@ impl Proxy {
             Some((_, session, user))
                 if kill.rest > 0 && (session.is_some() || kill.query || user == killer_user) =>
             {
-                KillVerdict::Answer(error(1235, "42000", &format!("This version of MySQL doesn't yet support 'KILL of connection {} followed by other statements in one query: myroute carries it only to a session on your own server; send the KILL on its own'", kill.id)))
+                KillVerdict::Answer(KillError::FollowedByStatements(kill.id).payload())
             }
             Some((_, Some(((server, backend_id), pool)), _)) => {
                 let Some(id) = identity else {
-                    let (addr, id) = (self.shared.pools.server(server).addr, kill.id);
-                    let msg = format!("This version of MySQL doesn't yet support 'KILL of connection {id}: its session is on server {addr}, another than yours; set kill_across_servers = yes'");
-                    self.drive(
-                        key,
-                        now,
-                        Some(Event::Kill(KillVerdict::Answer(error(1235, "42000", &msg)))),
-                    );
+                    let server = self.shared.pools.server(server).addr.to_string();
+                    let err = KillError::OtherServer { id: kill.id, server };
+                    self.drive(key, now, Some(Event::Kill(KillVerdict::Answer(err.payload()))));
                     return;
                 };
                 let sh = &mut self.shared;
@@ -542,11 +533,7 @@ impl Proxy {
                 self.drive(target, now, Some(Event::Stop(EndReason::Killed)));
                 KillVerdict::Answer(ok_payload())
             }
-            Some(_) => KillVerdict::Answer(error(
-                1095,
-                "HY000",
-                &format!("You are not owner of thread {}", kill.id),
-            )),
+            Some(_) => KillVerdict::Answer(KillError::NotOwner(kill.id).payload()),
         };
         self.drive(key, now, Some(Event::Kill(verdict)));
     }
@@ -879,10 +866,6 @@ impl Proxy {
 }
 
 /// An ERR payload.
-fn error(code: u16, state: &str, msg: &str) -> Vec<u8> {
-    err_packet(0, code, state, msg).split_off(4)
-}
-
 /// An OK payload: nothing affected, autocommit.
 fn ok_payload() -> Vec<u8> {
     vec![0, 0, 0, 2, 0, 0, 0]
@@ -894,11 +877,10 @@ fn side_answer(outcome: Outcome, server: SocketAddr) -> Vec<u8> {
     match outcome {
         Outcome::Done(ProbeReply::Packet(p)) | Outcome::Refused(p) => p,
         Outcome::Done(_) => ok_payload(),
-        Outcome::Failed(why) => error(
-            1429,
-            "08S01",
-            &format!("Unable to connect to server {server} to run the KILL: {why}"),
-        ),
+        Outcome::Failed(why) => {
+            KillError::ServerUnreachable { server: server.to_string(), why: why.to_string() }
+                .payload()
+        }
     }
 }
 
