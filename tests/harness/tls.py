@@ -34,6 +34,7 @@ import hashlib
 import os
 import pwd
 import re
+import select
 import socket
 import ssl
 import subprocess
@@ -433,12 +434,7 @@ class TlsRelay:
             u = self.upstream_ctx.wrap_socket(u)
             c = self.server_ctx.wrap_socket(c, server_side=True)
             self.relayed += 1
-            pumps = [threading.Thread(target=self._pump, args=(a, b), daemon=True)
-                     for a, b in ((c, u), (u, c))]
-            for t in pumps:
-                t.start()
-            for t in pumps:
-                t.join(30)
+            self._relay(c, u)
         except Exception as e:  # reported through `errors`
             self.errors.append(e)
         finally:
@@ -450,20 +446,28 @@ class TlsRelay:
                         pass
 
     @staticmethod
-    def _pump(src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
+    def _relay(a, b, timeout=30):
+        """Moves decrypted bytes both ways from this one thread (an OpenSSL
+        connection must not be read in one thread while another writes to
+        it) until either side ends."""
+        peer = {a: b, b: a}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready = [s for s in (a, b) if s.pending()]
+            if not ready:
+                ready, _, _ = select.select([a, b], [], [], 0.5)
+            for s in ready:
+                s.setblocking(False)
+                try:
+                    data = s.recv(65536)
+                except ssl.SSLWantReadError:  # a record that held no data
+                    continue
+                except OSError:
+                    return
                 if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            try:
-                dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+                    return
+                peer[s].settimeout(20)
+                peer[s].sendall(data)
 
     def close(self):
         try:
