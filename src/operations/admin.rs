@@ -33,7 +33,7 @@
 use crate::config::ClientTls;
 use crate::protocol::accept::{self, Accept, Accounts, Denial, Step};
 use crate::protocol::constants::{caps, com, status};
-use crate::protocol::errors::{err_packet, Refusal};
+use crate::protocol::errors::{ConsoleError, Refusal};
 use crate::protocol::scramble::{self, Secret, LEN as SALT_LEN};
 use crate::protocol::wire::{
     self, put_lenenc_bytes, put_lenenc_int, put_packet, take_packet, Queue,
@@ -172,12 +172,8 @@ pub enum Reply {
     Table(Table),
     /// OK; a non-empty text is shown by the CLI after "Query OK".
     Ok(String),
-    /// ERR with a server-range code and a 5-character SQLSTATE.
-    Err {
-        code: u16,
-        state: &'static str,
-        msg: String,
-    },
+    /// ERR, typed: code, SQLSTATE and text come from the errors table.
+    Err(ConsoleError),
 }
 
 /// How a session ended.
@@ -256,9 +252,9 @@ pub const HELP: &[(&str, &str)] = &[
 
 /// Parses one com::QUERY statement. Keywords are case-insensitive,
 /// whitespace runs count as one space, trailing `;` and whitespace are
-/// ignored. `Err` holds the ERR 1064 message.
-pub fn parse_command(sql: &[u8]) -> Result<Parsed, String> {
-    let unknown = || UNKNOWN_COMMAND.to_string();
+/// ignored. `Err` is the ERR 1064 naming the commands.
+pub fn parse_command(sql: &[u8]) -> Result<Parsed, ConsoleError> {
+    let unknown = || ConsoleError::UnknownStatement(UNKNOWN_COMMAND);
     let sql = std::str::from_utf8(sql).map_err(|_| unknown())?;
     let sql = sql.trim_end_matches(|c: char| c == ';' || c.is_ascii_whitespace());
     let words: Vec<&str> = sql.split_ascii_whitespace().collect();
@@ -506,11 +502,7 @@ impl Session {
         match r {
             Reply::Table(t) => self.result_set(&t),
             Reply::Ok(info) => ok_packet(&mut self.out, 1, 0x00, &info),
-            Reply::Err { code, state, msg } => {
-                // A malformed SQLSTATE would break the packet's layout.
-                let state = if state.len() == 5 && state.is_ascii() { state } else { "HY000" };
-                self.out.extend(err_packet(1, code, state, &msg));
-            }
+            Reply::Err(e) => self.out.extend(e.packet(1)),
         }
     }
 
@@ -588,10 +580,9 @@ impl Session {
                     t.rows.push(vec![None, Some(user)]);
                     self.result_set(&t);
                 }
-                Err(msg) => self.out.extend(err_packet(1, 1064, "42000", &msg)),
+                Err(e) => self.out.extend(e.packet(1)),
             },
-            // ER_UNKNOWN_COM_ERROR
-            _ => self.out.extend(err_packet(1, 1047, "08S01", "Unknown command")),
+            _ => self.out.extend(ConsoleError::UnknownCommand.packet(1)),
         }
         None
     }
@@ -611,12 +602,7 @@ impl Session {
                 State::Ended(End::ProtocolError("packet too large"))
             }
             _ => {
-                self.out.extend(err_packet(
-                    seq.wrapping_add(1),
-                    1153,
-                    "08S01",
-                    "Got a packet bigger than 'max_allowed_packet' bytes",
-                ));
+                self.out.extend(ConsoleError::PacketTooLarge.packet(seq.wrapping_add(1)));
                 State::Ended(End::ProtocolError("packet too large"))
             }
         };
@@ -1075,7 +1061,11 @@ mod tests {
             "enable servers a:1",
             "reload now",
         ] {
-            assert_eq!(parse_command(sql.as_bytes()), Err(UNKNOWN_COMMAND.to_string()), "{sql:?}");
+            assert_eq!(
+                parse_command(sql.as_bytes()),
+                Err(ConsoleError::UnknownStatement(UNKNOWN_COMMAND)),
+                "{sql:?}"
+            );
         }
         assert!(parse_command(b"SHOW \xff").is_err());
     }
@@ -1251,16 +1241,13 @@ mod tests {
         assert_eq!(packets(&mut s.out), vec![(1, ok)]);
         let mut input = query("kill 99");
         assert_eq!(feed(&mut s, &mut input), Some(Command::Kill(99)));
-        s.reply(Reply::Err { code: 1094, state: "HY000", msg: "Unknown thread id: 99".into() });
+        s.reply(Reply::Err(ConsoleError::UnknownThread(99)));
         let p = packets(&mut s.out);
         assert_eq!(p[0].0, 1);
         assert_eq!(err(&p[0].1), (1094, "HY000".into(), "Unknown thread id: 99".into()));
-        // A reply with nothing pending, and a bad SQLSTATE, are harmless.
+        // A reply with nothing pending is harmless.
         s.reply(Reply::Ok(String::new()));
         assert!(s.out.is_empty());
-        feed(&mut s, &mut query("reload"));
-        s.reply(Reply::Err { code: 1105, state: "X", msg: String::new() });
-        assert_eq!(err(&packets(&mut s.out)[0].1).1, "HY000");
         // An empty table still makes a valid reply.
         feed(&mut s, &mut query("show stats"));
         s.reply(Reply::Table(Table::default()));

@@ -10,6 +10,7 @@ use crate::operations::admin::{help_table, Column, Command, Reply, Table};
 use crate::operations::exposition::{Exposition, Kind};
 use crate::operations::http::{self, Route};
 use crate::operations::stats::Stats;
+use crate::protocol::errors::ConsoleError;
 use crate::servers::pool::{Pools, Server};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -77,11 +78,9 @@ pub fn answer(cmd: Command, v: &View) -> Answer {
         Command::ShowHelp => table(help_table()),
         Command::Drain(addr) => drain(v, &addr, true),
         Command::Enable(addr) => drain(v, &addr, false),
-        Command::Kill(id) if !v.clients.iter().any(|c| c.id == id) => Answer::Reply(Reply::Err {
-            code: 1094,
-            state: "HY000",
-            msg: format!("Unknown thread id: {id}"),
-        }),
+        Command::Kill(id) if !v.clients.iter().any(|c| c.id == id) => {
+            Answer::Reply(Reply::Err(ConsoleError::UnknownThread(id)))
+        }
         Command::Kill(id) => Answer::Apply(Control::Kill(id)),
         Command::Reload => Answer::Apply(Control::Reload),
         Command::Shutdown => Answer::Apply(Control::Shutdown),
@@ -93,11 +92,7 @@ pub fn answer(cmd: Command, v: &View) -> Answer {
 fn drain(v: &View, addr: &str, on: bool) -> Answer {
     match addr.parse().ok().and_then(|a| v.pools.find(a)) {
         Some(server) => Answer::Apply(Control::Drain(server, on)),
-        None => Answer::Reply(Reply::Err {
-            code: 1105,
-            state: "HY000",
-            msg: format!("no server {addr} (name it by the address SHOW SERVERS shows)"),
-        }),
+        None => Answer::Reply(Reply::Err(ConsoleError::NoSuchServer(addr.to_string()))),
     }
 }
 

@@ -1,8 +1,9 @@
 //! The errors myroute itself sends to clients, each mapped to its MySQL
 //! error code, SQLSTATE and message in this one place.
 //!
-//! Codes are from the server range (1000-1999): codes 2000-2999 belong to
-//! client libraries, which treat an ERR packet carrying one as malformed.
+//! Codes are from the server's ranges (1000-1999, 3000 and up): codes
+//! 2000-2999 belong to client libraries, which treat an ERR packet
+//! carrying one as malformed.
 //! Messages never contain a password, hash, salt or token.
 
 use crate::protocol::wire::put_packet;
@@ -156,6 +157,61 @@ impl KillError {
     }
 }
 
+/// Why the admin console answers a statement or command with an ERR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleError {
+    /// A statement that is not a console command; the text lists them.
+    UnknownStatement(&'static str),
+    /// A command other than COM_QUERY, COM_PING, COM_QUIT, COM_INIT_DB.
+    UnknownCommand,
+    /// A packet over the console's limit, after the login.
+    PacketTooLarge,
+    /// KILL of an id no client has.
+    UnknownThread(u32),
+    /// DRAIN or ENABLE of an address no pool has.
+    NoSuchServer(String),
+    /// RELOAD refused; the configuration is unchanged.
+    ReloadFailed(String),
+}
+
+impl ConsoleError {
+    /// `(error code, SQLSTATE)`.
+    pub fn code(&self) -> (u16, &'static str) {
+        match self {
+            ConsoleError::UnknownStatement(_) => (1064, "42000"), // ER_PARSE_ERROR
+            ConsoleError::UnknownCommand => (1047, "08S01"),      // ER_UNKNOWN_COM_ERROR
+            ConsoleError::PacketTooLarge => (1153, "08S01"),      // ER_NET_PACKET_TOO_LARGE
+            ConsoleError::UnknownThread(_) => (1094, "HY000"),    // ER_NO_SUCH_THREAD
+            // ER_UNKNOWN_ERROR: what a server says when no code fits.
+            ConsoleError::NoSuchServer(_) | ConsoleError::ReloadFailed(_) => (1105, "HY000"),
+        }
+    }
+
+    /// The human-readable message.
+    pub fn message(&self) -> String {
+        match self {
+            ConsoleError::UnknownStatement(list) => (*list).into(),
+            ConsoleError::UnknownCommand => "Unknown command".into(),
+            ConsoleError::PacketTooLarge => {
+                "Got a packet bigger than 'max_allowed_packet' bytes".into()
+            }
+            ConsoleError::UnknownThread(id) => format!("Unknown thread id: {id}"),
+            ConsoleError::NoSuchServer(addr) => {
+                format!("no server {addr} (name it by the address SHOW SERVERS shows)")
+            }
+            ConsoleError::ReloadFailed(why) => {
+                format!("reload failed, configuration unchanged: {why}")
+            }
+        }
+    }
+
+    /// The ERR packet (header included) with sequence id `seq`.
+    pub fn packet(&self, seq: u8) -> Vec<u8> {
+        let (code, state) = self.code();
+        err_packet(seq, code, state, &self.message())
+    }
+}
+
 /// At most `max` bytes of `s`, cut at a character boundary.
 fn clip(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
@@ -243,6 +299,34 @@ mod tests {
             assert!((1000..2000).contains(&code), "{r:?}");
             assert_eq!(state.len(), 5);
         }
+        let console = [
+            ConsoleError::UnknownStatement("x"),
+            ConsoleError::UnknownCommand,
+            ConsoleError::PacketTooLarge,
+            ConsoleError::UnknownThread(1),
+            ConsoleError::NoSuchServer("a".into()),
+            ConsoleError::ReloadFailed("r".into()),
+        ];
+        for e in console {
+            let (code, state) = e.code();
+            assert!((1000..2000).contains(&code), "{e:?}");
+            assert_eq!(state.len(), 5);
+        }
+    }
+
+    #[test]
+    fn console_errors_are_the_servers() {
+        let p = ConsoleError::UnknownThread(99).packet(1);
+        assert_eq!(p[3], 1);
+        assert_eq!(parse_err(&p[4..]), Some((1094, "Unknown thread id: 99".into())));
+        assert_eq!(&p[7..13], b"#HY000");
+        let p = ConsoleError::UnknownCommand.packet(1);
+        assert_eq!((parse_err(&p[4..]).unwrap().0, &p[7..13]), (1047, &b"#08S01"[..]));
+        let p = ConsoleError::ReloadFailed("line 3: bad".into()).packet(1);
+        assert_eq!(
+            parse_err(&p[4..]).unwrap().1,
+            "reload failed, configuration unchanged: line 3: bad"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::operations::access::{printable, EndReason, RateLimit, Record};
 use crate::operations::admin::{AdminAuth, Reply};
 use crate::operations::report::{self, Answer, Client, Control, View};
 use crate::operations::stats::Stats;
-use crate::protocol::errors::{KillError, Refusal};
+use crate::protocol::errors::{ConsoleError, KillError, Refusal};
 use crate::protocol::ring::BufPool;
 use crate::protocol::scramble::Secret;
 use crate::runtime::console::{self, Console, Work};
@@ -708,11 +708,7 @@ impl Proxy {
             }
             Control::Kill(id) => {
                 let Some(key) = self.pairs.find(id) else {
-                    return Reply::Err {
-                        code: 1094,
-                        state: "HY000",
-                        msg: format!("Unknown thread id: {id}"),
-                    };
+                    return Reply::Err(ConsoleError::UnknownThread(id));
                 };
                 info!("conn={id} killed by {user} from {who}");
                 self.drive(key, now, Some(Event::Stop(EndReason::Killed)));
@@ -720,11 +716,7 @@ impl Proxy {
             }
             Control::Reload => match self.reload() {
                 Ok(summary) => Reply::Ok(summary),
-                Err(e) => Reply::Err {
-                    code: 1105,
-                    state: "HY000",
-                    msg: format!("reload failed, configuration unchanged: {e}"),
-                },
+                Err(e) => Reply::Err(ConsoleError::ReloadFailed(e)),
             },
             Control::Shutdown => {
                 info!("shutdown requested by {user} from {who}");
