@@ -170,12 +170,23 @@ impl Stream {
     }
 
     /// Reads into `ring` until it is full or the socket has nothing more
-    /// (see [`read_into`]). Through TLS a short read says nothing about the
-    /// socket, so reading goes on until it would block.
+    /// (see [`read_into`]). Through TLS a short read of plaintext says
+    /// nothing about the socket: what ends the pass is a short `recv` of
+    /// records, or "would block" (or, once the peer hung up, the end).
     pub fn read_into(&mut self, ring: &mut Ring, to_end: bool) -> (usize, IoStatus) {
-        let to_end = to_end || self.is_tls();
-        let (n, st) = read_into(ring, self, to_end);
-        (n, self.tls_failure(st))
+        #[cfg(feature = "tls")]
+        if let Some(t) = self.tls.as_mut() {
+            // A short recv of records ends the pass, as a short read of
+            // plaintext does; the loop below then stops at "would block".
+            t.trust_short = !to_end;
+            t.socket_empty = false;
+            let (n, st) = read_into(ring, self, true);
+            if let Some(t) = self.tls.as_mut() {
+                t.trust_short = false;
+            }
+            return (n, self.tls_failure(st));
+        }
+        read_into(ring, self, to_end)
     }
 
     /// Writes the first `limit` bytes of `ring` out, until they are gone or
@@ -217,13 +228,6 @@ impl Stream {
             return IoStatus::Tls(why);
         }
         st
-    }
-
-    fn is_tls(&self) -> bool {
-        #[cfg(feature = "tls")]
-        return self.tls.is_some();
-        #[cfg(not(feature = "tls"))]
-        false
     }
 
     /// TLS records are waiting to be written (a handshake message, an
@@ -384,7 +388,13 @@ fn tls_read(t: &mut tls::Tls, tcp: &mut TcpStream, buf: &mut [u8]) -> std::io::R
         if t.failed.is_some() {
             return Err(ErrorKind::InvalidData.into());
         }
-        match t.conn.read_tls(tcp) {
+        if t.socket_empty {
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        let mut recv = Recv { tcp, short: false };
+        let got = t.conn.read_tls(&mut recv);
+        t.socket_empty = recv.short && t.trust_short;
+        match got {
             Ok(0) => return Ok(0),
             Ok(_) => {
                 if let Err(e) = t.conn.process_new_packets() {
@@ -401,6 +411,23 @@ fn tls_read(t: &mut tls::Tls, tcp: &mut TcpStream, buf: &mut [u8]) -> std::io::R
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// The socket as rustls reads records from it, noting a short `recv`:
+/// the kernel had no more then, and the next arrival is a new event.
+#[cfg(feature = "tls")]
+struct Recv<'a> {
+    tcp: &'a mut TcpStream,
+    short: bool,
+}
+
+#[cfg(feature = "tls")]
+impl Read for Recv<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.tcp.read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
     }
 }
 

@@ -307,6 +307,13 @@ pub struct Tls {
     pub reported: bool,
     /// Why it failed, until reported.
     pub failed: Option<&'static str>,
+    /// The socket came back short since the read pass began, and the pass
+    /// may trust that: nothing more is there until the next readiness
+    /// event, so no `recv` is spent to hear it say "would block".
+    pub socket_empty: bool,
+    /// The read pass may end on a short `recv` (not when the peer has
+    /// hung up: then only the end of the stream ends it).
+    pub trust_short: bool,
 }
 
 impl Tls {
@@ -325,7 +332,14 @@ impl Tls {
     fn new(mut conn: rustls::Connection, cert_sha256: Option<[u8; 32]>) -> Tls {
         // Bounds what a slow peer makes rustls hold toward it.
         conn.set_buffer_limit(Some(64 * 1024));
-        Tls { conn, cert_sha256, reported: false, failed: None }
+        Tls {
+            conn,
+            cert_sha256,
+            reported: false,
+            failed: None,
+            socket_empty: false,
+            trust_short: false,
+        }
     }
 
     /// The negotiated version and cipher suite.
