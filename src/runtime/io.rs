@@ -633,6 +633,88 @@ mod tests {
         assert_eq!(&out, b"fghijkl");
     }
 
+    /// Moves `client`'s records to `peer` and back what the server side
+    /// wrote, around one read pass of `stream`.
+    #[cfg(feature = "tls")]
+    fn tls_round(
+        client: &mut tls::Tls,
+        peer: &mut std::net::TcpStream,
+        stream: &mut Stream,
+        ring: &mut Ring,
+    ) -> (usize, IoStatus) {
+        while client.conn.wants_write() {
+            client.conn.write_tls(peer).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let got = stream.read_into(ring, false);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        loop {
+            match client.conn.read_tls(peer) {
+                Ok(0) => break,
+                Ok(_) => {
+                    client.conn.process_new_packets().unwrap();
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        got
+    }
+
+    /// A short recv of records ends a read pass, as a short plaintext read
+    /// does (the next arrival is a new event); after a hang-up the pass
+    /// reads on to the end.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn a_tls_read_pass_ends_on_a_short_recv_unless_the_peer_hung_up() {
+        use rustls::pki_types::ServerName;
+        let made = tls::SelfSigned::new().unwrap();
+        let cfg = crate::config::parse(
+            "pool.p.servers = 127.0.0.1:1\npool.p.tls = required\nuser.u.password =\nuser.u.pool = p\n",
+        )
+        .unwrap();
+        let side = tls::server_side(&cfg, &made).unwrap().unwrap();
+        let pools = tls::pool_sides(&cfg).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut client = tls::Tls::client(pools[0].as_ref().unwrap(), name).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (tcp, _) = listener.accept().unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        peer.set_nonblocking(true).unwrap();
+        let mut stream = Stream::accepted(TcpStream::from_std(tcp));
+        stream.tls = Some(Box::new(tls::Tls::server(&side).unwrap()));
+        let mut pool = BufPool::new(1 << 16, 1);
+        let mut ring = Ring::default();
+        ring.attach(&mut pool);
+        for _ in 0..10 {
+            if !client.conn.is_handshaking() {
+                break;
+            }
+            tls_round(&mut client, &mut peer, &mut stream, &mut ring);
+        }
+        assert!(!client.conn.is_handshaking());
+        client.conn.writer().write_all(b"hello").unwrap();
+        assert_eq!(
+            tls_round(&mut client, &mut peer, &mut stream, &mut ring),
+            (5, IoStatus::Drained)
+        );
+        // A record and the end of the stream, both in the socket: the short
+        // recv of the record ends the pass...
+        client.conn.writer().write_all(b" world").unwrap();
+        while client.conn.wants_write() {
+            client.conn.write_tls(&mut peer).unwrap();
+        }
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert_eq!(stream.read_into(&mut ring, false), (6, IoStatus::Drained));
+        // ...and the hang-up's event has the next one read to the end.
+        assert_eq!(stream.read_into(&mut ring, true), (0, IoStatus::Closed));
+        let mut out = [0u8; 11];
+        ring.peek(0, &mut out);
+        assert_eq!(&out, b"hello world");
+    }
+
     #[test]
     fn a_full_socket_reports_drained_and_keeps_the_rest() {
         let (mut a, _b) = UnixStream::pair().unwrap();
