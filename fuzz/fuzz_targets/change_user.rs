@@ -40,6 +40,9 @@ use myroute::protocol::handshake::{self, Response, NATIVE};
 use myroute::protocol::scramble::{self, Secret, LEN};
 use myroute::protocol::wire::put_lenenc_bytes;
 
+#[path = "common/accounts.rs"]
+mod accounts;
+use accounts::{sha1, Known, HOST, PW};
 #[path = "common/packets.rs"]
 mod packets;
 use packets::{only_err, packets, Cur};
@@ -47,26 +50,7 @@ use packets::{only_err, packets, Cur};
 mod input;
 use input::Input;
 
-const PW: &[u8] = b"password";
 const USERS: [&[u8]; 3] = [b"app_rw", b"nopw", b"nobody"];
-const HOST: &str = "192.0.2.7";
-
-fn sha1(data: &[u8]) -> [u8; LEN] {
-    sha1_smol::Sha1::from(data).digest().bytes()
-}
-
-/// app_rw and app_ro have password `PW`, nopw none; nobody else exists.
-struct Known(Secret);
-
-impl Accounts for Known {
-    fn stage2(&self, user: &[u8]) -> Option<Option<&Secret>> {
-        match user {
-            b"app_rw" | b"app_ro" => Some(Some(&self.0)),
-            b"nopw" => Some(None),
-            _ => None,
-        }
-    }
-}
 
 /// COM_CHANGE_USER as this target reads it.
 fn model(p: &[u8], session: &Response) -> Option<Response> {

@@ -44,33 +44,17 @@ use myroute::protocol::scramble::{self, Secret, LEN};
 use myroute::protocol::wire::{put_lenenc_bytes, Error};
 use std::cell::Cell;
 
+#[path = "common/accounts.rs"]
+mod accounts;
+use accounts::{sha1, Known, HOST, PW};
 #[path = "common/packets.rs"]
 mod packets;
 use packets::{only_err, packets};
 
-const PW: &[u8] = b"password";
 const USERS: [&[u8]; 4] = [b"app_rw", b"nopw", b"nobody", b"APP_RW"];
 const PLUGINS: [&[u8]; 4] = [NATIVE, b"", b"caching_sha2_password", b"mysql_clear_password"];
-const HOST: &str = "192.0.2.7";
 /// Fixed part of the input, before `rest`.
 const HEAD: usize = 4 + 4 + 4 + 1 + 1 + 1 + 1 + LEN;
-
-fn sha1(data: &[u8]) -> [u8; LEN] {
-    sha1_smol::Sha1::from(data).digest().bytes()
-}
-
-/// app_rw and app_ro have password `PW`, nopw none; nobody else exists.
-struct Known(Secret);
-
-impl Accounts for Known {
-    fn stage2(&self, user: &[u8]) -> Option<Option<&Secret>> {
-        match user {
-            b"app_rw" | b"app_ro" => Some(Some(&self.0)),
-            b"nopw" => Some(None),
-            _ => None,
-        }
-    }
-}
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())

@@ -23,7 +23,7 @@ import pytest
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from harness import clients  # noqa: E402
+from harness import clients, util  # noqa: E402
 from harness.accounts import ALL_PASSWORDS  # noqa: E402
 from harness.mariadb import Cluster, TlsCluster  # noqa: E402
 from harness.proxy import REPO, Proxy, binary_path, main_settings  # noqa: E402
@@ -64,12 +64,7 @@ def myroute_bin():
 
 @pytest.fixture(scope="session")
 def cluster():
-    c = Cluster(3)
-    c.start()
-    try:
-        yield c
-    finally:
-        c.stop()
+    yield from util.running(Cluster(3))
 
 
 @pytest.fixture(scope="session")
@@ -88,12 +83,7 @@ def certs():
 def tls_cluster(certs):
     """Two MariaDB servers serving TLS with certs.server: "tls" (plaintext
     allowed) and "secure" (require_secure_transport=ON)."""
-    c = TlsCluster(certs)
-    c.start()
-    try:
-        yield c
-    finally:
-        c.stop()
+    yield from util.running(TlsCluster(certs))
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import pymysql
 import pytest
 
 from harness import protocol as p
+from harness import util
 from harness.accounts import USERS
 from harness.clients import (connector_connect, landing_port, mariadb_cli, pymysql_connect,
                              scalar)
@@ -17,12 +18,7 @@ from harness.proxy import Proxy, main_settings, user_settings
 def plain_proxy(myroute_bin, cluster, workdir):
     """The shared proxy's configuration with `tls = off`: it never offers
     TLS (test_tls.py covers the other modes)."""
-    px = Proxy(workdir, "auth-tls-off", main_settings(cluster, tls="off"))
-    px.start()
-    try:
-        yield px
-    finally:
-        px.stop()
+    yield from util.running(Proxy(workdir, "auth-tls-off", main_settings(cluster, tls="off")))
 
 
 def denied(user, using):

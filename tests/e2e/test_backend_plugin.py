@@ -6,6 +6,7 @@ the plugin and says myroute logs in with mysql_native_password, not
 import pymysql
 import pytest
 
+from harness import util
 from harness.clients import login, pymysql_connect, scalar
 from harness.ops import OpsProxy, quiet_settings
 from harness.proxy import user_settings
@@ -32,13 +33,9 @@ def ed_account(cluster):
 @pytest.fixture(scope="module")
 def epx(myroute_bin, ed_account, workdir):
     # health.fall = 1: one failure counted against the server would take it down.
-    px = OpsProxy(workdir, "ed25519", quiet_settings(ed_account, **{"health.fall": "1"})
-                  + user_settings(ED_USER, ED_PASSWORD, "primary"))
-    px.start()
-    try:
-        yield px
-    finally:
-        px.stop()
+    settings = (quiet_settings(ed_account, **{"health.fall": "1"})
+                + user_settings(ED_USER, ED_PASSWORD, "primary"))
+    yield from util.running(OpsProxy(workdir, "ed25519", settings))
 
 
 def test_ed25519_backend_account_is_reported_not_the_pool(epx, cluster):

@@ -36,12 +36,7 @@ def denied(user):
 @pytest.fixture(scope="module")
 def cpx(myroute_bin, driver_accounts, workdir):
     """A proxy with the console, the main pools and the extra accounts."""
-    px = OpsProxy(workdir, "change-user", driver_settings(driver_accounts))
-    px.start()
-    try:
-        yield px
-    finally:
-        px.stop()
+    yield from util.running(OpsProxy(workdir, "change-user", driver_settings(driver_accounts)))
 
 
 @pytest.fixture

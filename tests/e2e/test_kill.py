@@ -38,24 +38,14 @@ PROMPTLY = 5.0
 def kpx(myroute_bin, driver_accounts, workdir):
     """A proxy with the console, the main pools and the extra accounts,
     carrying KILLs across servers (kill_across_servers = yes)."""
-    px = OpsProxy(workdir, "kill",
-                  driver_settings(driver_accounts, kill_across_servers="yes"))
-    px.start()
-    try:
-        yield px
-    finally:
-        px.stop()
+    settings = driver_settings(driver_accounts, kill_across_servers="yes")
+    yield from util.running(OpsProxy(workdir, "kill", settings))
 
 
 @pytest.fixture(scope="module")
 def default_px(myroute_bin, driver_accounts, workdir):
     """The same proxy with kill_across_servers left at its default (no)."""
-    px = OpsProxy(workdir, "kill-default", driver_settings(driver_accounts))
-    px.start()
-    try:
-        yield px
-    finally:
-        px.stop()
+    yield from util.running(OpsProxy(workdir, "kill-default", driver_settings(driver_accounts)))
 
 
 @pytest.fixture(scope="module")

@@ -39,13 +39,8 @@ CIPHER_RE = re.compile(r"^SSL:\s+Cipher in use is (\S+)\s*$", re.M)
 def tp(myroute_bin, cluster, certs, workdir):
     """`tls = optional` (the default, not written) with the CA-signed ECDSA
     certificate; console and metrics on."""
-    px = OpsProxy(workdir, "tls-optional",
-                  quiet_settings(cluster) + t.proxy_tls_settings(certs.proxy_ec), metrics=True)
-    px.start()
-    try:
-        yield px
-    finally:
-        px.stop()
+    settings = quiet_settings(cluster) + t.proxy_tls_settings(certs.proxy_ec)
+    yield from util.running(OpsProxy(workdir, "tls-optional", settings, metrics=True))
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +51,7 @@ def rp(myroute_bin, cluster, certs, workdir):
                   main_settings(cluster, **{"health.interval": "1h", "shutdown_timeout": "2s"})
                   + t.proxy_tls_settings(certs.proxy_ec, mode="required"))
     px.admin_tls = t.client_context(certs.ca)
-    px.start()
-    try:
-        yield px
-    finally:
-        px.stop()
+    yield from util.running(px)
 
 
 def tls_login(px, certs, user="app_rw", ca="ca", host=None, **kw):

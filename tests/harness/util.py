@@ -24,6 +24,16 @@ class Timeout(AssertionError):
     """Raised by wait_until when the deadline passes."""
 
 
+def running(thing):
+    """For fixtures, `yield from running(x)`: starts `x`, yields it, and
+    stops it when the fixture ends."""
+    thing.start()
+    try:
+        yield thing
+    finally:
+        thing.stop()
+
+
 def wait_until(predicate, timeout, interval=0.02, what=None):
     """Calls predicate() until it returns a true value, which is returned.
 
